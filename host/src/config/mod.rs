@@ -1,0 +1,234 @@
+//! The TOML config: sections, parsing, interpolation and validation.
+//!
+//! Loading runs in stages so that one run reports every problem it can:
+//! `${VAR}` interpolation (all missing variables), TOML syntax (the first
+//! syntax error), then every section item on its own (all type and unknown-key
+//! errors, each with its key path), then references between names.
+
+pub mod defaults;
+mod interpolate;
+mod plugins;
+mod routes;
+mod server;
+mod validate;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use defaults::*;
+pub use interpolate::interpolate;
+pub use plugins::{OnError, PluginConfig, PluginSource};
+pub use routes::{PortMap, RouteConfig};
+pub use server::ServerConfig;
+pub use values::{ByteSize, HumanDuration};
+
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+
+/// A whole, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory relative paths in the config are resolved against.
+    pub base_dir: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[sources.NAME]`.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// `[plugins.NAME]`.
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// `[sinks.NAME]`.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[routes.NAME]`.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+/// Everything wrong with a config, found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, when the config came from one.
+    pub file: Option<PathBuf>,
+    /// One line per problem, each naming its key.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "invalid config {}:", file.display())?,
+            None => write!(f, "invalid config:")?,
+        }
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, interpolates (from the process environment), parses and
+    /// validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |problem: String| ConfigError {
+            file: Some(path.to_owned()),
+            problems: vec![problem],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        let base = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, base, |name| std::env::var(name).ok()).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses config `text`; relative paths resolve against `base_dir`.
+    pub fn parse(
+        text: &str,
+        base_dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let err = |problems| ConfigError {
+            file: None,
+            problems,
+        };
+        let text = interpolate(text, env).map_err(err)?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| err(vec![toml_syntax(&e)]))?;
+        let mut problems = Vec::new();
+        let mut config = Config {
+            base_dir: base_dir.to_owned(),
+            server: ServerConfig::default(),
+            sources: BTreeMap::new(),
+            plugins: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        };
+        for (key, value) in table {
+            match key.as_str() {
+                "server" => {
+                    if let Some(s) = item::<ServerConfig>("server", value, &mut problems) {
+                        config.server = s;
+                    }
+                }
+                "sources" => {
+                    config.sources = section(&key, value, &mut problems, SourceConfig::from_toml)
+                }
+                "sinks" => config.sinks = section(&key, value, &mut problems, SinkConfig::from_toml),
+                "plugins" => config.plugins = section(&key, value, &mut problems, typed),
+                "routes" => config.routes = section(&key, value, &mut problems, typed),
+                other => problems.push(format!(
+                    "{other}: unknown section; expected server, sources, plugins, sinks or routes"
+                )),
+            }
+        }
+        validate::check(&config, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(err(problems))
+        }
+    }
+
+    /// `path` from the config, resolved against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+fn toml_syntax(e: &toml::de::Error) -> String {
+    // toml's message spans several lines with a source excerpt; keep it, but
+    // indented so it reads as one problem.
+    format!("TOML syntax: {}", e.to_string().trim_end().replace('\n', "\n    "))
+}
+
+/// Deserializes `value` into `T`, recording a problem (with its key path
+/// under `path`) on failure.
+pub(crate) fn item<T: DeserializeOwned>(
+    path: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let at = if inner == "." {
+                path.to_owned()
+            } else {
+                format!("{path}.{inner}")
+            };
+            problems.push(format!("{at}: {}", e.into_inner()));
+            None
+        }
+    }
+}
+
+fn typed<T: DeserializeOwned>(path: &str, value: toml::Value, problems: &mut Vec<String>) -> Option<T> {
+    item(path, value, problems)
+}
+
+/// Parses a `[section.NAME]` map item by item.
+fn section<T>(
+    name: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+    parse: impl Fn(&str, toml::Value, &mut Vec<String>) -> Option<T>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    let toml::Value::Table(items) = value else {
+        problems.push(format!("{name}: expected a table of named items ([{name}.NAME])"));
+        return out;
+    };
+    for (item_name, v) in items {
+        if let Some(parsed) = parse(&format!("{name}.{item_name}"), v, problems) {
+            out.insert(item_name, parsed);
+        }
+    }
+    out
+}
+
+/// Splits `type = "..."` off a component table and deserializes the rest into
+/// the variant `pick` chooses, so each kind keeps `deny_unknown_fields`.
+pub(crate) fn tagged<T>(
+    path: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+    kinds: &[&str],
+    pick: impl FnOnce(&str, &str, toml::Value, &mut Vec<String>) -> Option<T>,
+) -> Option<T> {
+    let toml::Value::Table(mut table) = value else {
+        problems.push(format!("{path}: expected a table"));
+        return None;
+    };
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(kind)) => kind,
+        Some(_) => {
+            problems.push(format!("{path}.type: expected a string"));
+            return None;
+        }
+        None => {
+            problems.push(format!("{path}: missing `type` (one of {})", kinds.join(", ")));
+            return None;
+        }
+    };
+    if !kinds.contains(&kind.as_str()) {
+        problems.push(format!(
+            "{path}.type: unknown type `{kind}`; expected one of {}",
+            kinds.join(", ")
+        ));
+        return None;
+    }
+    pick(&kind, path, toml::Value::Table(table), problems)
+}

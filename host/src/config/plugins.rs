@@ -1,0 +1,84 @@
+//! `[plugins.NAME]`: a Wasm component, its limits, its error policy and the
+//! config handed to its `init`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ByteSize, HumanDuration, defaults};
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A component file (`.wasm`). Relative to the config file.
+    pub path: Option<PathBuf>,
+    /// A Rust plugin crate directory, built with cargo for `wasm32-wasip2`
+    /// at start-up. Relative to the config file. Exactly one of `path` and
+    /// `crate` is required.
+    #[serde(rename = "crate")]
+    pub crate_dir: Option<PathBuf>,
+    /// The most linear memory one instance may use (`"64MiB"`).
+    #[serde(default = "default_memory")]
+    pub memory_limit: ByteSize,
+    /// The time budget for one batch (`"1s"`). A plugin that runs longer is
+    /// interrupted and its batch goes to `on_error`.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// What happens to records the plugin fails on: `drop`, `dead_letter` or `stop`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// The sink that receives failed records when `on_error = "dead_letter"`.
+    pub dead_letter: Option<String>,
+    /// Tables the plugin may open (join plugins).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Handed to the plugin's `init`, as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+}
+
+/// What happens to records a plugin fails on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Log, count and acknowledge them.
+    #[default]
+    Drop,
+    /// Send them, with error headers, to the `dead_letter` sink.
+    DeadLetter,
+    /// Stop the route without acknowledging the batch.
+    Stop,
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A component file.
+    File(PathBuf),
+    /// A crate to build.
+    Crate(PathBuf),
+}
+
+impl PluginConfig {
+    /// Where the component comes from, if exactly one source is set.
+    pub fn source(&self) -> Option<PluginSource> {
+        match (&self.path, &self.crate_dir) {
+            (Some(p), None) => Some(PluginSource::File(p.clone())),
+            (None, Some(c)) => Some(PluginSource::Crate(c.clone())),
+            _ => None,
+        }
+    }
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize(defaults::MEMORY_LIMIT)
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(defaults::TIMEOUT)
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}

@@ -1,0 +1,73 @@
+//! `[routes.NAME]`: a source, a chain of plugins, and sinks by output port.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::defaults;
+
+/// `[routes.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The source to read.
+    pub from: String,
+    /// Plugins, applied in order.
+    #[serde(default)]
+    pub through: Vec<String>,
+    /// Sinks: a list (the default port), or a table of port name → sinks,
+    /// where `default` names the default port.
+    pub to: PortMap,
+    /// Parallel instances of the plugin chain. Batches of one partition
+    /// always go to the same instance, so order per partition holds.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Batches queued in front of each worker before the source waits.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+/// Output port → sink names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMap(pub BTreeMap<String, Vec<String>>);
+
+impl PortMap {
+    /// The name of the default port in `to` tables.
+    pub const DEFAULT: &'static str = "default";
+
+    /// Sinks for `port`; `""` is the default port.
+    pub fn sinks(&self, port: &str) -> Option<&[String]> {
+        let port = if port.is_empty() { Self::DEFAULT } else { port };
+        self.0.get(port).map(Vec::as_slice)
+    }
+
+    /// Every sink named anywhere in the map.
+    pub fn all_sinks(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|(port, sinks)| sinks.iter().map(move |s| (port.as_str(), s.as_str())))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a list of sink names, or a table of port = [sink names]")]
+        enum Raw {
+            List(Vec<String>),
+            Ports(BTreeMap<String, Vec<String>>),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::List(sinks) => PortMap(BTreeMap::from([(Self::DEFAULT.to_owned(), sinks)])),
+            Raw::Ports(ports) => PortMap(ports),
+        })
+    }
+}
+
+fn default_workers() -> usize {
+    defaults::WORKERS
+}
+
+fn default_queue() -> usize {
+    defaults::ROUTE_QUEUE
+}

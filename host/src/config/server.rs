@@ -1,0 +1,39 @@
+//! `[server]`: the one HTTP server for ingest, SSE, health and metrics.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::{HumanDuration, defaults};
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, `host:port`. Port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long graceful shutdown may take before the rest is abandoned.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+fn default_listen() -> SocketAddr {
+    // The literal is a valid address; see `defaults::LISTEN`.
+    defaults::LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+fn default_grace() -> HumanDuration {
+    HumanDuration(defaults::SHUTDOWN_GRACE)
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}

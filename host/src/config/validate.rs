@@ -1,0 +1,82 @@
+//! Checks that span sections: names that refer to other names, and rules no
+//! single item can check alone.
+
+use std::collections::BTreeSet;
+
+use super::{Config, OnError};
+
+/// Appends every cross-reference problem in `config` to `problems`.
+pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
+    let sink_names = || config.sinks.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+    for (name, plugin) in &config.plugins {
+        let at = format!("plugins.{name}");
+        if plugin.source().is_none() {
+            problems.push(format!("{at}: set exactly one of `path` (a .wasm file) and `crate` (a plugin crate to build)"));
+        }
+        match (plugin.on_error, &plugin.dead_letter) {
+            (OnError::DeadLetter, None) => problems.push(format!(
+                "{at}.dead_letter: on_error = \"dead_letter\" needs `dead_letter = \"<sink name>\"`"
+            )),
+            (OnError::DeadLetter, Some(sink)) if !config.sinks.contains_key(sink) => problems.push(format!(
+                "{at}.dead_letter: no sink named `{sink}` (sinks: {})",
+                sink_names()
+            )),
+            (OnError::Drop | OnError::Stop, Some(_)) => problems.push(format!(
+                "{at}.dead_letter: only used with on_error = \"dead_letter\""
+            )),
+            _ => {}
+        }
+        if plugin.memory_limit.0 < 1 << 16 {
+            problems.push(format!("{at}.memory_limit: must be at least 64KiB (one Wasm page)"));
+        }
+        if plugin.timeout.0.is_zero() {
+            problems.push(format!("{at}.timeout: must be more than zero"));
+        }
+    }
+    if config.routes.is_empty() {
+        problems.push("routes: no routes; add at least one [routes.NAME]".into());
+    }
+    let mut used_sources = BTreeSet::new();
+    for (name, route) in &config.routes {
+        let at = format!("routes.{name}");
+        if config.sources.contains_key(&route.from) {
+            used_sources.insert(route.from.as_str());
+        } else {
+            problems.push(format!(
+                "{at}.from: no source named `{}` (sources: {})",
+                route.from,
+                config.sources.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for (i, plugin) in route.through.iter().enumerate() {
+            if !config.plugins.contains_key(plugin) {
+                problems.push(format!(
+                    "{at}.through[{i}]: no plugin named `{plugin}` (plugins: {})",
+                    config.plugins.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        if route.to.0.values().all(Vec::is_empty) {
+            problems.push(format!("{at}.to: names no sinks"));
+        }
+        for (port, sink) in route.to.all_sinks() {
+            if !config.sinks.contains_key(sink) {
+                problems.push(format!(
+                    "{at}.to.{port}: no sink named `{sink}` (sinks: {})",
+                    sink_names()
+                ));
+            }
+        }
+        if route.workers == 0 {
+            problems.push(format!("{at}.workers: must be at least 1"));
+        }
+        if route.queue == 0 {
+            problems.push(format!("{at}.queue: must be at least 1"));
+        }
+    }
+    for name in config.sources.keys() {
+        if !used_sources.contains(name.as_str()) {
+            problems.push(format!("sources.{name}: not used by any route"));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Sluice: a stream router whose per-record logic runs as WebAssembly
+//! components.
+//!
+//! Records flow from a source, through a chain of plugins, to sinks:
+//!
+//! ```text
+//! sources ──FlatBatch──▶ route workers (plugin chain) ──by port──▶ sinks
+//!    ▲                                                               │
+//!    └────────────── BatchAck: acknowledged when every sink has it ◀─┘
+//! ```
+//!
+//! Module map:
+//! - [`config`]: the TOML config: sections, `${VAR}` interpolation, validation.
+//! - [`record`]: the flat batch and record types (shared with the SDK).
+//! - [`wasm`]: the engine, host imports, plugin loading and instances.
+//! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
+//! - [`sources`]: `generator` and `http` ingest.
+//! - [`sinks`]: `sse`, `stdout` and `file`.
+//! - [`server`]: the hyper server: ingest, SSE, health and metrics.
+//! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`runtime`]: starting everything from a config, and stopping it.
+//! - [`shutdown`]: the stop signal tasks listen for.
+
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod record;
+pub mod runtime;
+pub mod server;
+pub mod shutdown;
+pub mod sinks;
+pub mod sources;
+pub mod wasm;

@@ -1,0 +1,414 @@
+//! The chain of plugin stages one route worker runs, batch by batch.
+//!
+//! Runs synchronously (the worker calls it on a blocking thread). Each stage
+//! owns one plugin instance; a trap or limit hit discards it and the next
+//! batch gets a fresh one from the plugin's `InstancePre`.
+
+use std::sync::Arc;
+
+use crate::config::OnError;
+use crate::metrics::{Counter, Metrics};
+use crate::record::{FlatBatch, Record};
+use crate::wasm::{Instance, Plugin, PluginKind, WasmError};
+use sluice_sdk::{FilterOutcome, TransformOutcome};
+
+/// Header names set on dead-lettered records.
+pub mod headers {
+    /// Why the record failed.
+    pub const ERROR: &str = "sluice-error";
+    /// `[plugins.NAME]` of the failing stage.
+    pub const PLUGIN: &str = "sluice-plugin";
+    /// Content hash of the plugin version that failed.
+    pub const PLUGIN_VERSION: &str = "sluice-plugin-version";
+    /// The route and stage position, `route/index`.
+    pub const STAGE: &str = "sluice-stage";
+    /// The source the record came from.
+    pub const ORIGIN_SOURCE: &str = "sluice-origin-source";
+    /// Its topic or stream.
+    pub const ORIGIN_TOPIC: &str = "sluice-origin-topic";
+    /// Its partition.
+    pub const ORIGIN_PARTITION: &str = "sluice-origin-partition";
+    /// Its offset, or Redis entry id.
+    pub const ORIGIN_POSITION: &str = "sluice-origin-position";
+}
+
+/// How one stage is set up.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// The plugin.
+    pub plugin: Arc<Plugin>,
+    /// What to do with records it fails on.
+    pub on_error: OnError,
+    /// The sink for `on_error = "dead_letter"`.
+    pub dead_letter: Option<String>,
+}
+
+struct StageCounters {
+    records_in: Counter,
+    records_out: Counter,
+    dropped: Counter,
+    errored: Counter,
+    traps: Counter,
+}
+
+struct Stage {
+    spec: StageSpec,
+    label: Arc<str>,
+    instance: Option<Instance>,
+    counters: StageCounters,
+}
+
+/// Records one batch produced, after every stage.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// The records that made it through.
+    pub records: FlatBatch,
+    /// For each record, an index into `port_names`.
+    pub ports: Vec<u32>,
+    /// Port names; index 0 is the default port (`""`).
+    pub port_names: Vec<String>,
+    /// Failed records to send to dead-letter sinks: (sink, records).
+    pub dead_letters: Vec<(String, FlatBatch)>,
+    /// Set when a stage with `on_error = "stop"` failed: the route stops and
+    /// the batch is not acknowledged.
+    pub stop: Option<String>,
+}
+
+/// The plugin stages of one route worker.
+pub struct Chain {
+    stages: Vec<Stage>,
+}
+
+impl Chain {
+    /// A chain for `route`, worker `worker`, running `specs` in order.
+    pub fn new(route: &str, worker: usize, specs: &[StageSpec], metrics: &Metrics) -> Self {
+        let stages = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let stage = format!("{route}/{i}");
+                let labels = [("route", route), ("stage", stage.as_str()), ("plugin", &*spec.plugin.name)];
+                Stage {
+                    spec: spec.clone(),
+                    label: format!("{stage}#{worker}").into(),
+                    instance: None,
+                    counters: StageCounters {
+                        records_in: metrics.counter("sluice_stage_records_in_total", &labels),
+                        records_out: metrics.counter("sluice_stage_records_out_total", &labels),
+                        dropped: metrics.counter("sluice_stage_records_dropped_total", &labels),
+                        errored: metrics.counter("sluice_stage_records_errored_total", &labels),
+                        traps: metrics.counter("sluice_stage_traps_total", &labels),
+                    },
+                }
+            })
+            .collect();
+        Self { stages }
+    }
+
+    /// Runs `batch` through every stage.
+    pub fn process(&mut self, batch: FlatBatch) -> ChainOutput {
+        let mut out = ChainOutput {
+            ports: vec![0; batch.len()],
+            port_names: vec![String::new()],
+            ..ChainOutput::default()
+        };
+        let mut batch = batch;
+        for stage in &mut self.stages {
+            if batch.is_empty() {
+                break;
+            }
+            stage.counters.records_in.add(batch.len() as u64);
+            let failures;
+            (batch, failures) = match stage.spec.plugin.kind {
+                PluginKind::Filter => stage.filter(batch, &mut out.ports),
+                PluginKind::Transform => {
+                    stage.transform(batch, &mut out.ports, &mut out.port_names)
+                }
+            };
+            stage.counters.records_out.add(batch.len() as u64);
+            if let Some(failed) = failures {
+                if let Err(reason) = stage.fail(failed, &mut out.dead_letters) {
+                    out.stop = Some(reason);
+                    return out;
+                }
+            }
+        }
+        out.records = batch;
+        out
+    }
+}
+
+/// Records a stage failed on, copied out of its input, with their errors.
+struct Failed {
+    records: FlatBatch,
+    errors: Vec<String>,
+}
+
+impl Failed {
+    fn new(input: &FlatBatch) -> Self {
+        Self {
+            records: FlatBatch::new(input.origin.clone()),
+            errors: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, record: &Record<'_>, error: String) {
+        self.records.push_record(record);
+        self.errors.push(error);
+    }
+
+    fn whole(input: &FlatBatch, error: &WasmError) -> Self {
+        let mut failed = Self::new(input);
+        let message = error.to_string();
+        for r in input.records() {
+            failed.add(&r, message.clone());
+        }
+        failed
+    }
+}
+
+impl Stage {
+    /// The live instance, creating one if the last was discarded.
+    fn instance(&mut self) -> Result<&mut Instance, WasmError> {
+        if self.instance.is_none() {
+            let instance = self.spec.plugin.instantiate(Arc::clone(&self.label))?;
+            self.instance = Some(instance);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| WasmError::Load("instance vanished".into()))
+    }
+
+    /// A call failed in a way that poisons the instance: drop it.
+    fn quarantine(&mut self, error: &WasmError) {
+        self.instance = None;
+        self.counters.traps.add(1);
+        tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, error = %error, "Plugin instance failed and was discarded; the next batch gets a fresh one.");
+    }
+
+    fn filter(&mut self, batch: FlatBatch, ports: &mut Vec<u32>) -> (FlatBatch, Option<Failed>) {
+        let (batch, result) = match self.instance() {
+            Ok(instance) => instance.filter(batch),
+            Err(e) => (batch, Err(e)),
+        };
+        let outcome = result.and_then(|o| check_filter(&o, batch.len()).map(|()| o));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.quarantine(&e);
+                let failed = Failed::whole(&batch, &e);
+                ports.clear();
+                return (FlatBatch::new(batch.origin.clone()), Some(failed));
+            }
+        };
+        let FilterOutcome { keep, errors } = outcome;
+        let mut failed = None;
+        let mut error_at = vec![None; batch.len()];
+        for e in errors {
+            if let Some(slot) = error_at.get_mut(e.index as usize) {
+                *slot = Some(e.message);
+            }
+        }
+        let all_kept = keep.iter().all(|&k| k != 0) && error_at.iter().all(Option::is_none);
+        if all_kept {
+            return (batch, None);
+        }
+        let mut kept = FlatBatch::new(batch.origin.clone());
+        let mut kept_ports = Vec::with_capacity(ports.len());
+        let mut dropped = 0;
+        for (record, (k, error)) in batch.records().zip(keep.iter().zip(error_at)) {
+            if let Some(message) = error {
+                failed
+                    .get_or_insert_with(|| Failed::new(&batch))
+                    .add(&record, message);
+            } else if *k != 0 {
+                kept.push_record(&record);
+                kept_ports.push(ports.get(record.index()).copied().unwrap_or(0));
+            } else {
+                dropped += 1;
+            }
+        }
+        self.counters.dropped.add(dropped);
+        *ports = kept_ports;
+        (kept, failed)
+    }
+
+    fn transform(
+        &mut self,
+        batch: FlatBatch,
+        ports: &mut Vec<u32>,
+        port_names: &mut Vec<String>,
+    ) -> (FlatBatch, Option<Failed>) {
+        let (batch, result) = match self.instance() {
+            Ok(instance) => instance.transform(batch),
+            Err(e) => (batch, Err(e)),
+        };
+        let outcome = result.and_then(|o| check_transform(&o, batch.len()).map(|()| o));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.quarantine(&e);
+                let failed = Failed::whole(&batch, &e);
+                ports.clear();
+                return (FlatBatch::new(batch.origin.clone()), Some(failed));
+            }
+        };
+        let TransformOutcome {
+            mut outputs,
+            inputs,
+            port_names: plugin_ports,
+            ports: output_ports,
+            errors,
+        } = outcome;
+        // Outputs carry the origin and position of the input they came from,
+        // so sinks and dead letters downstream can name it.
+        outputs.origin = batch.origin.clone();
+        outputs.positions = inputs
+            .iter()
+            .map(|&i| batch.positions.get(i as usize).copied().unwrap_or_default())
+            .collect();
+        // Map the plugin's port indices onto the route's. An output on the
+        // default port keeps the port its input was on.
+        let mapped: Vec<u32> = plugin_ports
+            .iter()
+            .map(|name| {
+                if name.is_empty() {
+                    return u32::MAX;
+                }
+                let i = match port_names.iter().position(|n| n == name) {
+                    Some(i) => i,
+                    None => {
+                        port_names.push(name.clone());
+                        port_names.len() - 1
+                    }
+                };
+                u32::try_from(i).unwrap_or(0)
+            })
+            .collect();
+        let new_ports = inputs
+            .iter()
+            .zip(&output_ports)
+            .map(|(&input, &p)| match mapped.get(p as usize).copied() {
+                Some(u32::MAX) | None => ports.get(input as usize).copied().unwrap_or(0),
+                Some(route_port) => route_port,
+            })
+            .collect();
+        *ports = new_ports;
+        let produced: std::collections::HashSet<u32> = inputs.iter().copied().collect();
+        let failed = if errors.is_empty() {
+            None
+        } else {
+            let mut failed = Failed::new(&batch);
+            for e in errors {
+                if let Some(r) = batch.get(e.index as usize) {
+                    failed.add(&r, e.message);
+                }
+            }
+            Some(failed)
+        };
+        let errored = failed.as_ref().map_or(0, |f| f.errors.len());
+        let dropped = batch.len().saturating_sub(produced.len() + errored);
+        self.counters.dropped.add(dropped as u64);
+        (outputs, failed)
+    }
+
+    /// Applies the stage's `on_error` to `failed`. `Err` means stop the route.
+    fn fail(&self, failed: Failed, dead_letters: &mut Vec<(String, FlatBatch)>) -> Result<(), String> {
+        let count = failed.errors.len();
+        self.counters.errored.add(count as u64);
+        let first = failed.errors.first().cloned().unwrap_or_default();
+        match (self.spec.on_error, &self.spec.dead_letter) {
+            (OnError::Stop, _) => Err(format!(
+                "stage {} (plugin `{}`) failed on {count} record(s): {first}",
+                self.label, self.spec.plugin.name
+            )),
+            (OnError::DeadLetter, Some(sink)) => {
+                tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, records = count, sink = %sink, error = %first, "Records failed; sending them to the dead-letter sink.");
+                dead_letters.push((sink.clone(), self.dead_letter_batch(&failed)));
+                Ok(())
+            }
+            _ => {
+                tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, records = count, error = %first, "Records failed and were dropped (on_error = \"drop\").");
+                Ok(())
+            }
+        }
+    }
+
+    fn dead_letter_batch(&self, failed: &Failed) -> FlatBatch {
+        let origin = &failed.records.origin;
+        let mut out = FlatBatch::new(origin.clone());
+        let partition = origin.partition.to_string();
+        let stage = self.label.split('#').next().unwrap_or(&self.label);
+        for (record, error) in failed.records.records().zip(&failed.errors) {
+            let p = record.position();
+            let position = if p.sequence == 0 {
+                p.offset.to_string()
+            } else {
+                format!("{}-{}", p.offset, p.sequence)
+            };
+            let extra = [
+                (headers::ERROR, error.as_bytes()),
+                (headers::PLUGIN, self.spec.plugin.name.as_bytes()),
+                (headers::PLUGIN_VERSION, self.spec.plugin.hash.as_bytes()),
+                (headers::STAGE, stage.as_bytes()),
+                (headers::ORIGIN_SOURCE, origin.source.as_bytes()),
+                (headers::ORIGIN_TOPIC, origin.topic.as_bytes()),
+                (headers::ORIGIN_PARTITION, partition.as_bytes()),
+                (headers::ORIGIN_POSITION, position.as_bytes()),
+            ];
+            out.push(
+                p,
+                record.key(),
+                record.value_opt(),
+                record.timestamp(),
+                record.headers().chain(extra),
+            );
+        }
+        out
+    }
+}
+
+fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError> {
+    if o.keep.len() != n {
+        return Err(WasmError::BadOutput(format!(
+            "{} keep flags for {n} records",
+            o.keep.len()
+        )));
+    }
+    check_errors(&o.errors, n)
+}
+
+fn check_transform(o: &TransformOutcome, n: usize) -> Result<(), WasmError> {
+    let bad = |m: String| Err(WasmError::BadOutput(m));
+    o.outputs
+        .validate()
+        .map_err(|e| WasmError::BadOutput(e.to_string()))?;
+    let outputs = o.outputs.len();
+    if o.inputs.len() != outputs || o.ports.len() != outputs {
+        return bad(format!(
+            "{outputs} outputs but {} input indices and {} ports",
+            o.inputs.len(),
+            o.ports.len()
+        ));
+    }
+    if let Some(i) = o.inputs.iter().find(|&&i| i as usize >= n) {
+        return bad(format!("output names input {i} of a {n}-record batch"));
+    }
+    if o.inputs.windows(2).any(|w| w[0] > w[1]) {
+        return bad("outputs are not in input order".into());
+    }
+    if let Some(p) = o.ports.iter().find(|&&p| p as usize >= o.port_names.len()) {
+        return bad(format!("port index {p} with {} port names", o.port_names.len()));
+    }
+    check_errors(&o.errors, n)
+}
+
+fn check_errors(errors: &[sluice_sdk::RecordError], n: usize) -> Result<(), WasmError> {
+    match errors.iter().find(|e| e.index as usize >= n) {
+        Some(e) => Err(WasmError::BadOutput(format!(
+            "error for record {} of a {n}-record batch",
+            e.index
+        ))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,247 @@
+//! The HTTP server (hyper): ingest, SSE, health and metrics.
+//!
+//! | route                              | what                                   |
+//! |------------------------------------|----------------------------------------|
+//! | `POST /ingest/{source}`            | records into an `http` source           |
+//! | `GET /sse/{sink}?client_id=X`      | events for client X from an `sse` sink  |
+//! | `GET /health`                      | 200 when every route runs, else 503    |
+//! | `GET /metrics`                     | Prometheus text                        |
+//!
+//! The server takes its listener and shutdown signal as arguments, so tests
+//! bind port 0 and stop it when they like.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{RouteState, RouteStatus};
+use crate::shutdown::Shutdown;
+use crate::sinks::SseHub;
+use crate::sinks::sse::Subscription;
+use crate::sources::IngestHandle;
+use crate::sources::http::{IngestError, parse_query, parse_request};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What the server serves.
+#[derive(Debug, Clone, Default)]
+pub struct AppState {
+    /// `http` sources, by name.
+    pub ingest: BTreeMap<String, Arc<IngestHandle>>,
+    /// `sse` sinks, by name.
+    pub sse: BTreeMap<String, Arc<SseHub>>,
+    /// Routes, for `/health`.
+    pub routes: Vec<RouteStatus>,
+    /// For `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Serves `state` on `listener` until `shutdown` fires, then lets open
+/// requests finish for up to `grace`.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Shutdown, grace: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: back off, don't spin.
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.recv() => break,
+        };
+        let state = Arc::clone(&state);
+        let conn_shutdown = shutdown.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = Arc::clone(&state);
+            let shutdown = conn_shutdown.clone();
+            async move { Ok::<_, Infallible>(handle(req, &state, shutdown).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "Connections still open after the shutdown grace period; closing them.");
+    }
+}
+
+async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["health"]) => health(state),
+        (&Method::GET, ["metrics"]) => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        ),
+        (&Method::POST, ["ingest", source]) => match state.ingest.get(*source) {
+            Some(handle) => ingest(req, handle).await,
+            None => error(StatusCode::NOT_FOUND, &format!("no http source named `{source}`")),
+        },
+        (&Method::GET, ["sse", sink]) => match state.sse.get(*sink) {
+            Some(hub) => sse(&req, hub, shutdown),
+            None => error(StatusCode::NOT_FOUND, &format!("no sse sink named `{sink}`")),
+        },
+        (_, ["health" | "metrics"] | ["sse", _]) | (_, ["ingest", _]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found; try /health, /metrics, /ingest/{source} or /sse/{sink}"),
+    }
+}
+
+fn health(state: &AppState) -> Response<Body> {
+    let mut failed = false;
+    let routes: serde_json::Map<String, serde_json::Value> = state
+        .routes
+        .iter()
+        .map(|r| {
+            let value = match r.state() {
+                RouteState::Running => serde_json::json!("running"),
+                RouteState::Failed(reason) => {
+                    failed = true;
+                    serde_json::json!({ "failed": reason })
+                }
+            };
+            (r.name().to_owned(), value)
+        })
+        .collect();
+    let status = if failed { "degraded" } else { "ok" };
+    let body = serde_json::json!({ "status": status, "routes": routes }).to_string();
+    let code = if failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    text(code, "application/json", body)
+}
+
+async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let limit = usize::try_from(handle.max_body).unwrap_or(usize::MAX);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &IngestError::TooLarge(handle.max_body).to_string());
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
+    };
+    let records = match parse_request(parts.uri.query(), &parts.headers, body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match handle.ingest(records).await {
+        Ok(n) => text(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({ "records": n }).to_string(),
+        ),
+        Err(e @ IngestError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ (IngestError::BadRequest(_) | IngestError::TooLarge(_))) => {
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Err(e @ IngestError::Failed(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Response<Body> {
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let Some(client) = query.into_iter().find(|(k, _)| k == "client_id").map(|(_, v)| v) else {
+        return error(StatusCode::BAD_REQUEST, "missing ?client_id=");
+    };
+    let Some(subscription) = hub.subscribe(&client) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    let heartbeat = hub.config().heartbeat.0;
+    let body = StreamBody::new(event_stream(subscription, heartbeat, shutdown));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(BodyExt::boxed(body))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response"))
+}
+
+/// The body of one SSE connection: an opening comment, then events and
+/// heartbeats until the hub ends the subscription or the client goes away
+/// (hyper drops the stream, and with it the subscription).
+fn event_stream(
+    subscription: Subscription,
+    heartbeat: Duration,
+    shutdown: Shutdown,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    enum Phase {
+        Open,
+        Streaming,
+        Done,
+    }
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (subscription, ticker, shutdown, Phase::Open);
+    stream::unfold(state, |(mut sub, mut ticker, mut shutdown, phase)| async move {
+        let frame = match phase {
+            Phase::Done => return None,
+            Phase::Open => Bytes::from_static(b": connected\nretry: 2000\n\n"),
+            Phase::Streaming => tokio::select! {
+                biased;
+                event = sub.rx.recv() => match event {
+                    Some(bytes) => bytes,
+                    None if sub.lagged.load(Ordering::Acquire) => {
+                        let last = Bytes::from_static(b": disconnected: client fell behind; reconnect\n\n");
+                        return Some((Ok(Frame::data(last)), (sub, ticker, shutdown, Phase::Done)));
+                    }
+                    None => return None,
+                },
+                _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                _ = shutdown.recv() => {
+                    // Let queued events out first; the hub closes the
+                    // subscription once the sinks have drained.
+                    match sub.rx.recv().await {
+                        Some(bytes) => bytes,
+                        None => return None,
+                    }
+                }
+            },
+        };
+        Some((Ok(Frame::data(frame)), (sub, ticker, shutdown, Phase::Streaming)))
+    })
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    let mut resp = Response::new(BodyExt::boxed(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    text(
+        status,
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}

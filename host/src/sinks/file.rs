@@ -1,0 +1,73 @@
+//! `type = "file"`: JSON lines appended to a file.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{Sink, SinkBatch, SinkError};
+use crate::record::write_envelope;
+
+/// `[sinks.NAME]` with `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file to append to, created if missing. Relative to the config file.
+    pub path: PathBuf,
+    /// Call fsync before acknowledging each batch (slower, survives power loss).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+pub(super) struct FileSink {
+    name: String,
+    file: tokio::fs::File,
+    buf: Vec<u8>,
+    fsync: bool,
+}
+
+impl FileSink {
+    pub(super) async fn open(name: &str, path: &Path, fsync: bool) -> std::io::Result<Self> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        Ok(Self {
+            name: name.to_owned(),
+            file,
+            buf: Vec::new(),
+            fsync,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.buf.clear();
+        for record in batch.records() {
+            write_envelope(&record, &mut self.buf);
+            self.buf.push(b'\n');
+        }
+        let io = |source| SinkError::Io {
+            sink: self.name.clone(),
+            source,
+        };
+        self.file.write_all(&self.buf).await.map_err(io)?;
+        self.file.flush().await.map_err(io)?;
+        if self.fsync {
+            self.file.sync_data().await.map_err(io)?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let name = self.name.clone();
+        self.file
+            .sync_all()
+            .await
+            .map_err(|source| SinkError::Io { sink: name, source })
+    }
+}

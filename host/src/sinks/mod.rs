@@ -1,0 +1,205 @@
+//! Sinks: where routed records go.
+//!
+//! Every sink runs as one task fed by a bounded channel of [`SinkBatch`]es,
+//! so a slow sink pushes back on the routes that feed it. A sink resolves a
+//! batch's [`Pending`] only at its acknowledgement point: for SSE, when the
+//! hub has the events; for files, when the bytes are flushed.
+
+mod file;
+pub mod sse;
+mod stdout;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, defaults};
+use crate::metrics::{Counter, Metrics};
+use crate::pipeline::Pending;
+use crate::record::{FlatBatch, Record};
+
+pub use file::FileConfig;
+pub use sse::{SseConfig, SseHub};
+pub use stdout::StdoutConfig;
+
+/// `[sinks.NAME]`: one variant per `type`.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// `type = "sse"`.
+    Sse(SseConfig),
+    /// `type = "stdout"`.
+    Stdout(StdoutConfig),
+    /// `type = "file"`.
+    File(FileConfig),
+}
+
+impl SinkConfig {
+    const KINDS: &'static [&'static str] = &["sse", "stdout", "file"];
+
+    pub(crate) fn from_toml(
+        path: &str,
+        value: toml::Value,
+        problems: &mut Vec<String>,
+    ) -> Option<Self> {
+        config::tagged(path, value, problems, Self::KINDS, |kind, path, v, problems| {
+            match kind {
+                "sse" => config::item(path, v, problems).map(Self::Sse),
+                "stdout" => config::item(path, v, problems).map(Self::Stdout),
+                _ => config::item(path, v, problems).map(Self::File),
+            }
+        })
+    }
+}
+
+/// Records on their way to one sink, with the hold that acknowledges them.
+#[derive(Debug)]
+pub struct SinkBatch {
+    /// The records, possibly shared with other sinks.
+    pub batch: Arc<FlatBatch>,
+    /// Which records of `batch` are for this sink; `None` means all.
+    pub select: Option<Vec<u32>>,
+    /// Resolved by the sink once the records are delivered.
+    pub pending: Pending,
+}
+
+impl SinkBatch {
+    /// The records for this sink, in order.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> + '_ {
+        let all = self.select.is_none().then(|| self.batch.records());
+        let picked = self
+            .select
+            .iter()
+            .flatten()
+            .filter_map(|&i| self.batch.get(i as usize));
+        all.into_iter().flatten().chain(picked)
+    }
+
+    /// How many records are for this sink.
+    pub fn len(&self) -> usize {
+        self.select.as_ref().map_or(self.batch.len(), Vec::len)
+    }
+
+    /// Whether no record is for this sink.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing failed.
+    #[error("I/O error in sink `{sink}`: {source}")]
+    Io {
+        /// The sink.
+        sink: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A destination for records.
+#[async_trait]
+pub trait Sink: Send + 'static {
+    /// Delivers `batch`'s records, returning once they reached this sink's
+    /// acknowledgement point.
+    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError>;
+
+    /// Flushes anything buffered; called once at shutdown.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A running sink: where routes send its batches.
+#[derive(Debug, Clone)]
+pub struct SinkHandle {
+    /// The sink's name.
+    pub name: Arc<str>,
+    /// Its input.
+    pub tx: mpsc::Sender<SinkBatch>,
+}
+
+/// Everything the sinks built from one config expose to the rest.
+pub struct BuiltSinks {
+    /// Inputs, by sink name.
+    pub handles: BTreeMap<String, SinkHandle>,
+    /// SSE hubs, by sink name, for the server.
+    pub hubs: BTreeMap<String, Arc<SseHub>>,
+    /// The sink tasks; they end when every handle is dropped.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts every sink in `config`.
+pub async fn build(config: &Config, metrics: &Metrics) -> anyhow::Result<BuiltSinks> {
+    use anyhow::Context;
+    let mut built = BuiltSinks {
+        handles: BTreeMap::new(),
+        hubs: BTreeMap::new(),
+        tasks: Vec::new(),
+    };
+    for (name, sink_config) in &config.sinks {
+        let sink: Box<dyn Sink> = match sink_config {
+            SinkConfig::Sse(c) => {
+                let hub = Arc::new(SseHub::new(name, c.clone(), metrics));
+                built.hubs.insert(name.clone(), Arc::clone(&hub));
+                Box::new(sse::SseSink::new(hub))
+            }
+            SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
+            SinkConfig::File(c) => Box::new(
+                file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
+                    .await
+                    .with_context(|| format!("cannot open sinks.{name}.path"))?,
+            ),
+        };
+        let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE);
+        let counters = SinkCounters {
+            records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
+            errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
+        };
+        built.tasks.push(tokio::spawn(drive(name.clone(), sink, rx, counters)));
+        built.handles.insert(
+            name.clone(),
+            SinkHandle {
+                name: name.as_str().into(),
+                tx,
+            },
+        );
+    }
+    Ok(built)
+}
+
+struct SinkCounters {
+    records: Counter,
+    errors: Counter,
+}
+
+/// Feeds `sink` from `rx` until every sender is gone, then flushes it.
+async fn drive(
+    name: String,
+    mut sink: Box<dyn Sink>,
+    mut rx: mpsc::Receiver<SinkBatch>,
+    counters: SinkCounters,
+) {
+    while let Some(batch) = rx.recv().await {
+        match sink.deliver(&batch).await {
+            Ok(()) => {
+                counters.records.add(batch.len() as u64);
+                batch.pending.ok();
+            }
+            Err(e) => {
+                counters.errors.add(batch.len() as u64);
+                tracing::error!(sink = %name, records = batch.len(), error = %e, "Delivery failed; the records stay unacknowledged.");
+                batch.pending.fail(e.to_string());
+            }
+        }
+    }
+    if let Err(e) = sink.flush().await {
+        tracing::error!(sink = %name, error = %e, "Flush at shutdown failed.");
+    }
+    tracing::debug!(sink = %name, "Sink stopped.");
+}

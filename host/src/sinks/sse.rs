@@ -1,0 +1,265 @@
+//! `type = "sse"`: Server-Sent Events to the clients connected to
+//! `GET /sse/{sink}?client_id=X`.
+//!
+//! The hub maps a client id to its open connections, each with a bounded
+//! queue. An event is encoded once and shared by every connection of its
+//! client. A connection whose queue is full is cut off (with a final comment
+//! telling it why) so that one slow client never stalls the route. Delivery
+//! is acknowledged when the hub has the events: plain SSE is best-effort, so
+//! events for clients that are not connected are not kept.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{Sink, SinkBatch, SinkError};
+use crate::config::{HumanDuration, defaults};
+use crate::metrics::{Counter, Gauge, Metrics};
+use crate::record::{Record, write_envelope};
+
+/// `[sinks.NAME]` with `type = "sse"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseConfig {
+    /// Take the client id from this top-level JSON field of the value
+    /// instead of from the record key.
+    pub client_field: Option<String>,
+    /// What an event's `data` holds: `value` (the record value) or
+    /// `envelope` (JSON with key, value, headers and timestamp).
+    #[serde(default)]
+    pub format: SseFormat,
+    /// How often an idle connection gets a keep-alive comment.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: HumanDuration,
+    /// Events buffered per connection; a client that falls this far behind
+    /// is disconnected.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+/// What an SSE event's `data` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SseFormat {
+    /// The record value, as text.
+    #[default]
+    Value,
+    /// `{"key":…,"value":…,"headers":{…},"timestamp":…}`.
+    Envelope,
+}
+
+fn default_heartbeat() -> HumanDuration {
+    HumanDuration(defaults::HEARTBEAT)
+}
+
+fn default_queue() -> usize {
+    defaults::SSE_QUEUE
+}
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+    lagged: Arc<AtomicBool>,
+}
+
+/// The connections of one SSE sink, by client id.
+pub struct SseHub {
+    name: String,
+    config: SseConfig,
+    clients: Mutex<HashMap<String, Vec<Subscriber>>>,
+    next_event: AtomicU64,
+    next_subscriber: AtomicU64,
+    connected: Gauge,
+    unmatched: Counter,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SseHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseHub").field("name", &self.name).finish()
+    }
+}
+
+/// One open connection's feed. Dropping it unregisters the connection.
+pub struct Subscription {
+    /// Encoded events for this connection.
+    pub rx: mpsc::Receiver<Bytes>,
+    /// Set when the hub cut the connection off for falling behind.
+    pub lagged: Arc<AtomicBool>,
+    hub: Arc<SseHub>,
+    client: String,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.client, self.id);
+    }
+}
+
+impl SseHub {
+    /// A hub with no connections.
+    pub fn new(name: &str, config: SseConfig, metrics: &Metrics) -> Self {
+        Self {
+            name: name.to_owned(),
+            config,
+            clients: Mutex::new(HashMap::new()),
+            next_event: AtomicU64::new(1),
+            next_subscriber: AtomicU64::new(0),
+            connected: metrics.gauge("sluice_sse_connections", &[("sink", name)]),
+            unmatched: metrics.counter("sluice_sse_records_without_client_total", &[("sink", name)]),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The sink's config.
+    pub fn config(&self) -> &SseConfig {
+        &self.config
+    }
+
+    /// Registers a connection for `client`. `None` once the hub is closed.
+    pub fn subscribe(self: &Arc<Self>, client: &str) -> Option<Subscription> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(self.config.queue.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
+        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        self.lock().entry(client.to_owned()).or_default().push(Subscriber {
+            id,
+            tx,
+            lagged: Arc::clone(&lagged),
+        });
+        self.connected.add(1);
+        Some(Subscription {
+            rx,
+            lagged,
+            hub: Arc::clone(self),
+            client: client.to_owned(),
+            id,
+        })
+    }
+
+    fn unsubscribe(&self, client: &str, id: u64) {
+        let mut clients = self.lock();
+        if let Some(subs) = clients.get_mut(client) {
+            let before = subs.len();
+            subs.retain(|s| s.id != id);
+            if subs.len() < before {
+                self.connected.add(-1);
+            }
+            if subs.is_empty() {
+                clients.remove(client);
+            }
+        }
+    }
+
+    /// How many connections `client` has open.
+    pub fn connections(&self, client: &str) -> usize {
+        self.lock().get(client).map_or(0, Vec::len)
+    }
+
+    /// Ends every connection (at shutdown, after the last events).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let mut clients = self.lock();
+        let n: usize = clients.values().map(Vec::len).sum();
+        clients.clear();
+        self.connected.add(-(n as i64));
+    }
+
+    /// Hands every record of `batch` to its client's connections.
+    pub fn publish(&self, batch: &SinkBatch) {
+        let mut clients = self.lock();
+        if clients.is_empty() {
+            return;
+        }
+        let mut scratch = Vec::new();
+        for record in batch.records() {
+            let Some(client) = self.client_of(&record) else {
+                self.unmatched.add(1);
+                continue;
+            };
+            let Some(subs) = clients.get_mut(client.as_ref()) else {
+                continue;
+            };
+            let event = self.encode(&record, &mut scratch);
+            let mut cut = 0;
+            subs.retain(|s| match s.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.lagged.store(true, Ordering::Release);
+                    tracing::warn!(sink = %self.name, client = %client, "SSE client fell behind and was disconnected.");
+                    cut += 1;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    cut += 1;
+                    false
+                }
+            });
+            self.connected.add(-cut);
+            if subs.is_empty() {
+                clients.remove(client.as_ref());
+            }
+        }
+    }
+
+    fn client_of<'r>(&self, record: &Record<'r>) -> Option<std::borrow::Cow<'r, str>> {
+        match &self.config.client_field {
+            Some(field) => sluice_sdk::json::field(record.value(), field).ok().flatten(),
+            None => record.key_str().map(Into::into),
+        }
+    }
+
+    fn encode(&self, record: &Record<'_>, scratch: &mut Vec<u8>) -> Bytes {
+        let id = self.next_event.fetch_add(1, Ordering::Relaxed);
+        let data = match self.config.format {
+            SseFormat::Value => record.value(),
+            SseFormat::Envelope => {
+                scratch.clear();
+                write_envelope(record, scratch);
+                scratch.as_slice()
+            }
+        };
+        let mut out = Vec::with_capacity(data.len() + 32);
+        out.extend_from_slice(format!("id: {id}\n").as_bytes());
+        // A newline inside the data would end the field; SSE splits
+        // multi-line data across several `data:` fields instead.
+        let text = String::from_utf8_lossy(data);
+        for line in text.split('\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+        Bytes::from(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(super) struct SseSink {
+    hub: Arc<SseHub>,
+}
+
+impl SseSink {
+    pub(super) fn new(hub: Arc<SseHub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Sink for SseSink {
+    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.hub.publish(batch);
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! `type = "stdout"`: JSON lines on standard output.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{Sink, SinkBatch, SinkError};
+use crate::record::write_envelope;
+
+/// `[sinks.NAME]` with `type = "stdout"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+pub(super) struct StdoutSink {
+    out: tokio::io::Stdout,
+    buf: Vec<u8>,
+}
+
+impl StdoutSink {
+    pub(super) fn new(_config: StdoutConfig) -> Self {
+        Self {
+            out: tokio::io::stdout(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for StdoutSink {
+    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.buf.clear();
+        for record in batch.records() {
+            write_envelope(&record, &mut self.buf);
+            self.buf.push(b'\n');
+        }
+        let io = |source| SinkError::Io {
+            sink: "stdout".into(),
+            source,
+        };
+        self.out.write_all(&self.buf).await.map_err(io)?;
+        self.out.flush().await.map_err(io)
+    }
+}

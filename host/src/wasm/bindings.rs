@@ -1,0 +1,16 @@
+//! The host's one `bindgen!`: types and traits for `sluice:plugin@0.1.0`,
+//! generated from `wit/` for the `plugin-host` world (the union of every
+//! plugin world). Everything else uses these types through this module.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin-host",
+    imports: { default: trappable },
+    with: {
+        "sluice:plugin/tables.table": crate::wasm::host::OpenTable,
+    },
+});
+
+pub use exports::sluice::plugin::filter_api;
+pub use exports::sluice::plugin::transform_api;
+pub use sluice::plugin::{log, tables, types};

@@ -1,0 +1,103 @@
+//! The process-wide Wasm engine: one `Engine`, one `Linker`, an epoch ticker,
+//! and a cache of compiled components.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config as EngineConfig, Engine};
+
+use super::bindings::PluginHost;
+use super::host::StoreState;
+use super::WasmError;
+use crate::config::defaults::EPOCH_TICK;
+
+/// The engine every plugin in this process runs on.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    compiled: Mutex<HashMap<String, Component>>,
+}
+
+static GLOBAL: OnceLock<Result<WasmEngine, String>> = OnceLock::new();
+
+impl WasmEngine {
+    /// The process's engine, created (with its epoch ticker) on first use.
+    pub fn global() -> Result<&'static WasmEngine, WasmError> {
+        GLOBAL
+            .get_or_init(|| Self::new().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| WasmError::Engine(e.clone()))
+    }
+
+    fn new() -> wasmtime::Result<Self> {
+        let mut config = EngineConfig::new();
+        config.wasm_component_model(true);
+        // Plugins are bounded in time by epochs rather than fuel: a check at
+        // each loop head costs far less than counting every instruction.
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        PluginHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(wasmtime::Error::from)?;
+        Ok(Self {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker with every host import.
+    pub fn linker(&self) -> &Linker<StoreState> {
+        &self.linker
+    }
+
+    /// Epoch ticks that make up `budget` (at least one).
+    pub fn ticks(budget: Duration) -> u64 {
+        let tick = EPOCH_TICK.as_nanos().max(1);
+        u64::try_from(budget.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Compiles `bytes` (a component), reusing an earlier compilation of the
+    /// same bytes. Blocking and CPU-heavy: call from a blocking thread.
+    pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Component, WasmError> {
+        if let Some(c) = self.cache().get(hash) {
+            return Ok(c.clone());
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        self.cache().insert(hash.to_owned(), component.clone());
+        Ok(component)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A stable content hash (FNV-1a, 64 bits) of a component, as hex. It names
+/// a plugin version in logs and status output.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,144 @@
+//! Turning a `[plugins.NAME]` table into a linked [`Plugin`]: read the
+//! component (building the crate first, if the table names one), compile it
+//! off the async runtime, link it, and check it starts with its config.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::engine::{WasmEngine, content_hash};
+use super::plugin::{Limits, Plugin};
+use super::WasmError;
+use crate::config::{Config, PluginConfig, PluginSource};
+
+/// A plugin ready to instantiate, and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    /// The plugin.
+    pub plugin: Arc<Plugin>,
+    /// The component file it was read from.
+    pub file: PathBuf,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+/// Loads `[plugins.name]`, and proves it by creating (and discarding) one
+/// instance, so that a bad config fails at start-up, not at the first record.
+pub async fn load_plugin(
+    config: &Config,
+    name: &str,
+    plugin: &PluginConfig,
+) -> Result<LoadedPlugin, WasmError> {
+    let file = match plugin.source() {
+        Some(PluginSource::File(p)) => config.resolve(&p),
+        Some(PluginSource::Crate(c)) => build_crate(&config.resolve(&c)).await?,
+        None => return Err(WasmError::Load("set exactly one of `path` and `crate`".into())),
+    };
+    let bytes = tokio::fs::read(&file)
+        .await
+        .map_err(|e| WasmError::Load(format!("cannot read {}: {e}", file.display())))?;
+    let config_json = serde_json::to_string(&plugin.config)
+        .map_err(|e| WasmError::Load(format!("config is not representable as JSON: {e}")))?;
+    let limits = Limits {
+        max_memory: usize::try_from(plugin.memory_limit.0).unwrap_or(usize::MAX),
+        timeout: plugin.timeout.0,
+    };
+    let name = name.to_owned();
+    let tables = plugin.tables.clone();
+    let plugin = tokio::task::spawn_blocking(move || {
+        let hash = content_hash(&bytes);
+        let component = WasmEngine::global()?.compile(&hash, &bytes)?;
+        let plugin = Arc::new(Plugin::new(&name, &component, hash, limits, config_json, tables)?);
+        plugin.instantiate(format!("{name}/check").into())?;
+        Ok::<_, WasmError>(plugin)
+    })
+    .await
+    .map_err(|e| WasmError::Load(format!("loader task failed: {e}")))??;
+    Ok(LoadedPlugin {
+        plugin,
+        file,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// Builds the plugin crate in `dir` for `wasm32-wasip2` and returns the
+/// component it produced. Cargo is incremental, so an unchanged crate costs
+/// about a second.
+pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(WasmError::Load(format!(
+            "no Cargo.toml in plugin crate directory {}",
+            dir.display()
+        )));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = plugin_target_dir(&cargo, &manifest).await?;
+    tracing::info!(crate_dir = %dir.display(), "Building plugin crate.");
+    let output = tokio::process::Command::new(&cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(WasmError::Load(format!(
+            "cargo build of {} failed:\n{}",
+            dir.display(),
+            tail.join("\n")
+        )));
+    }
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact")
+        .filter_map(|msg| {
+            msg["filenames"].as_array().and_then(|files| {
+                files
+                    .iter()
+                    .filter_map(|f| f.as_str())
+                    .find(|f| f.ends_with(".wasm"))
+                    .map(PathBuf::from)
+            })
+        })
+        .last()
+        .ok_or_else(|| {
+            WasmError::Load(format!(
+                "building {} produced no .wasm; is its crate-type [\"cdylib\", \"rlib\"]?",
+                dir.display()
+            ))
+        })
+}
+
+/// Plugins get their own target directory inside the workspace's, so a
+/// build started from a running `cargo test` or `cargo run` never waits on
+/// the lock that cargo holds on the host's build.
+async fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, WasmError> {
+    let out = tokio::process::Command::new(cargo)
+        .args(["locate-project", "--workspace", "--message-format", "plain", "--manifest-path"])
+        .arg(manifest)
+        .output()
+        .await
+        .map_err(|e| WasmError::Load(format!("cannot run cargo: {e}")))?;
+    if !out.status.success() {
+        return Err(WasmError::Load(format!(
+            "cargo cannot find the workspace of {}: {}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let root_manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let root = root_manifest.parent().unwrap_or(Path::new("."));
+    Ok(root.join("target").join("sluice-plugins"))
+}

@@ -1,0 +1,54 @@
+//! Running plugins: the engine, the host side of the WIT interfaces, loading
+//! components, and instances under limits.
+
+mod bindings;
+mod engine;
+pub(crate) mod host;
+mod loader;
+mod plugin;
+
+pub use engine::{WasmEngine, content_hash};
+pub use loader::{LoadedPlugin, load_plugin};
+pub use plugin::{Instance, Limits, Plugin, PluginKind};
+
+use std::time::Duration;
+
+use sluice_sdk::InitError;
+
+/// Why a plugin could not be loaded or run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WasmError {
+    /// The engine itself could not start.
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
+    /// The file or crate could not be read or built.
+    #[error("{0}")]
+    Load(String),
+    /// The bytes are not a valid component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component imports something the host does not provide.
+    #[error("cannot link the component: {0}")]
+    Link(String),
+    /// The component exports neither plugin interface.
+    #[error("the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0; build it with sluice-sdk or against wit/worlds.wit")]
+    NotAPlugin,
+    /// The plugin's `init` refused its config.
+    #[error("init failed: {0}")]
+    Init(InitError),
+    /// The plugin trapped (panicked, or executed `unreachable`).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin ran past its time budget.
+    #[error("plugin exceeded its time budget of {0:?} and was interrupted")]
+    Timeout(Duration),
+    /// The plugin tried to grow its memory past the cap.
+    #[error("plugin exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// A filter was called as a transform or the other way round.
+    #[error("plugin is a {0}, called as the other kind")]
+    WrongKind(PluginKind),
+    /// The plugin returned a malformed result.
+    #[error("plugin returned a malformed result: {0}")]
+    BadOutput(String),
+}

@@ -1,0 +1,297 @@
+//! A loaded plugin and its instances: instantiation, `init`, and batch calls
+//! under the stage's limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::{filter_api, transform_api, types};
+use super::engine::WasmEngine;
+use super::host::{InstanceLabel, StoreState};
+use super::WasmError;
+use crate::record::{FlatBatch, Origin, Position};
+use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
+
+/// Which export a plugin has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// `sluice:plugin/filter-api`.
+    Filter,
+    /// `sluice:plugin/transform-api` (transform and join worlds).
+    Transform,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Filter => "filter",
+            Self::Transform => "transform",
+        })
+    }
+}
+
+enum Indices {
+    Filter(filter_api::GuestIndices),
+    Transform(transform_api::GuestIndices),
+}
+
+enum Exports {
+    Filter(filter_api::Guest),
+    Transform(transform_api::Guest),
+}
+
+/// Limits applied to every instance of a plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory cap, in bytes.
+    pub max_memory: usize,
+    /// Time budget per call.
+    pub timeout: Duration,
+}
+
+/// A compiled and linked plugin, ready to instantiate cheaply.
+pub struct Plugin {
+    /// `[plugins.NAME]`.
+    pub name: Arc<str>,
+    /// Filter or transform.
+    pub kind: PluginKind,
+    /// Content hash of the component.
+    pub hash: String,
+    /// The limits for each instance.
+    pub limits: Limits,
+    pre: InstancePre<StoreState>,
+    indices: Indices,
+    config_json: String,
+    tables: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Links `component` and finds its export. Fails if the component is not
+    /// a Sluice plugin or imports something the host does not provide.
+    pub fn new(
+        name: &str,
+        component: &Component,
+        hash: String,
+        limits: Limits,
+        config_json: String,
+        tables: Vec<String>,
+    ) -> Result<Self, WasmError> {
+        let engine = WasmEngine::global()?;
+        let pre = engine
+            .linker()
+            .instantiate_pre(component)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let (kind, indices) = if let Ok(ix) = filter_api::GuestIndices::new(&pre) {
+            (PluginKind::Filter, Indices::Filter(ix))
+        } else if let Ok(ix) = transform_api::GuestIndices::new(&pre) {
+            (PluginKind::Transform, Indices::Transform(ix))
+        } else {
+            return Err(WasmError::NotAPlugin);
+        };
+        Ok(Self {
+            name: name.into(),
+            kind,
+            hash,
+            limits,
+            pre,
+            indices,
+            config_json,
+            tables: tables.into(),
+        })
+    }
+
+    /// A fresh instance, initialised with the plugin's config.
+    pub fn instantiate(self: &Arc<Self>, stage: Arc<str>) -> Result<Instance, WasmError> {
+        let engine = WasmEngine::global()?;
+        let label = InstanceLabel {
+            plugin: Arc::clone(&self.name),
+            stage,
+        };
+        let state = StoreState::new(label, self.limits.max_memory, Arc::clone(&self.tables));
+        let mut store = Store::new(engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, self.limits))?;
+        let exports = match &self.indices {
+            Indices::Filter(ix) => ix.load(&mut store, &instance).map(Exports::Filter),
+            Indices::Transform(ix) => ix.load(&mut store, &instance).map(Exports::Transform),
+        }
+        .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let init = match &exports {
+            Exports::Filter(g) => g.call_init(&mut store, &self.config_json),
+            Exports::Transform(g) => g.call_init(&mut store, &self.config_json),
+        };
+        match init {
+            Ok(Ok(())) => Ok(Instance {
+                store,
+                exports,
+                limits: self.limits,
+            }),
+            Ok(Err(e)) => Err(WasmError::Init(from_wit_init_error(e))),
+            Err(e) => Err(classify(e, &store, self.limits)),
+        }
+    }
+}
+
+/// One instance of a plugin, with its own store and limits. After any error
+/// other than a returned record error, discard it and make a new one.
+pub struct Instance {
+    store: Store<StoreState>,
+    exports: Exports,
+    limits: Limits,
+}
+
+impl Instance {
+    /// Runs the filter over `batch`. Gives the batch back either way.
+    pub fn filter(&mut self, batch: FlatBatch) -> (FlatBatch, Result<FilterOutcome, WasmError>) {
+        let Exports::Filter(guest) = &self.exports else {
+            return (batch, Err(WasmError::WrongKind(PluginKind::Transform)));
+        };
+        self.store
+            .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        let input = to_wit(batch);
+        let result = guest.call_filter(&mut self.store, &input);
+        let batch = from_wit(input);
+        let result = match result {
+            Ok(r) => Ok(FilterOutcome {
+                keep: r.keep,
+                errors: r.errors.into_iter().map(from_wit_error).collect(),
+            }),
+            Err(e) => Err(classify(e, &self.store, self.limits)),
+        };
+        (batch, result)
+    }
+
+    /// Runs the transform over `batch`. Gives the batch back either way.
+    pub fn transform(
+        &mut self,
+        batch: FlatBatch,
+    ) -> (FlatBatch, Result<TransformOutcome, WasmError>) {
+        let Exports::Transform(guest) = &self.exports else {
+            return (batch, Err(WasmError::WrongKind(PluginKind::Filter)));
+        };
+        self.store
+            .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        let input = to_wit(batch);
+        let result = guest.call_transform(&mut self.store, &input);
+        let batch = from_wit(input);
+        let result = match result {
+            Ok(r) => Ok(TransformOutcome {
+                outputs: from_wit(r.outputs),
+                inputs: r.inputs,
+                port_names: r.port_names,
+                ports: r.ports,
+                errors: r.errors.into_iter().map(from_wit_error).collect(),
+            }),
+            Err(e) => Err(classify(e, &self.store, self.limits)),
+        };
+        (batch, result)
+    }
+}
+
+/// Names what went wrong in a call that failed: the memory cap, the time
+/// budget, or a trap (with the plugin's last stderr line, usually its panic).
+fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: Limits) -> WasmError {
+    let state = store.data();
+    if state.limiter.hit {
+        return WasmError::MemoryLimit(limits.max_memory);
+    }
+    if matches!(
+        error.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
+        return WasmError::Timeout(limits.timeout);
+    }
+    let trap = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{error:#}"),
+    };
+    match state.stderr_tail.last_line() {
+        Some(line) => WasmError::Trap(format!("{trap} ({line})")),
+        None => WasmError::Trap(trap),
+    }
+}
+
+fn to_wit(b: FlatBatch) -> types::Batch {
+    types::Batch {
+        origin: types::Origin {
+            source: b.origin.source,
+            topic: b.origin.topic,
+            partition: b.origin.partition,
+        },
+        positions: b
+            .positions
+            .into_iter()
+            .map(|p| types::Position {
+                offset: p.offset,
+                sequence: p.sequence,
+            })
+            .collect(),
+        record_flags: b.record_flags,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        values: b.values,
+        value_ends: b.value_ends,
+        timestamps: b.timestamps,
+        header_bytes: b.header_bytes,
+        header_ends: b.header_ends,
+        record_header_ends: b.record_header_ends,
+    }
+}
+
+fn from_wit(b: types::Batch) -> FlatBatch {
+    FlatBatch {
+        origin: Origin {
+            source: b.origin.source,
+            topic: b.origin.topic,
+            partition: b.origin.partition,
+        },
+        positions: b
+            .positions
+            .into_iter()
+            .map(|p| Position {
+                offset: p.offset,
+                sequence: p.sequence,
+            })
+            .collect(),
+        record_flags: b.record_flags,
+        keys: b.keys,
+        key_ends: b.key_ends,
+        values: b.values,
+        value_ends: b.value_ends,
+        timestamps: b.timestamps,
+        header_bytes: b.header_bytes,
+        header_ends: b.header_ends,
+        record_header_ends: b.record_header_ends,
+    }
+}
+
+fn from_wit_error(e: types::RecordError) -> RecordError {
+    RecordError {
+        index: e.index,
+        message: e.message,
+    }
+}
+
+fn from_wit_init_error(e: types::InitError) -> InitError {
+    match e {
+        types::InitError::InvalidConfig(m) => InitError::InvalidConfig(m),
+        types::InitError::Failed(m) => InitError::Failed(m),
+    }
+}
