@@ -5,6 +5,7 @@
 //! batch's [`Pending`] only at its acknowledgement point: for SSE, when the
 //! hub has the events; for files, when the bytes are flushed.
 
+mod blackhole;
 mod file;
 pub mod sse;
 mod stdout;
@@ -21,6 +22,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::pipeline::Pending;
 use crate::record::{FlatBatch, Record};
 
+pub use blackhole::BlackholeConfig;
 pub use file::FileConfig;
 pub use sse::{SseConfig, SseHub};
 pub use stdout::StdoutConfig;
@@ -34,10 +36,12 @@ pub enum SinkConfig {
     Stdout(StdoutConfig),
     /// `type = "file"`.
     File(FileConfig),
+    /// `type = "blackhole"`.
+    Blackhole(BlackholeConfig),
 }
 
 impl SinkConfig {
-    const KINDS: &'static [&'static str] = &["sse", "stdout", "file"];
+    const KINDS: &'static [&'static str] = &["sse", "stdout", "file", "blackhole"];
 
     pub(crate) fn from_toml(
         path: &str,
@@ -48,6 +52,7 @@ impl SinkConfig {
             match kind {
                 "sse" => config::item(path, v, problems).map(Self::Sse),
                 "stdout" => config::item(path, v, problems).map(Self::Stdout),
+                "blackhole" => config::item(path, v, problems).map(Self::Blackhole),
                 _ => config::item(path, v, problems).map(Self::File),
             }
         })
@@ -150,6 +155,7 @@ pub async fn build(config: &Config, metrics: &Metrics) -> anyhow::Result<BuiltSi
                 Box::new(sse::SseSink::new(hub))
             }
             SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
+            SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
             SinkConfig::File(c) => Box::new(
                 file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
                     .await

@@ -65,6 +65,8 @@ pub async fn load_plugin(
 /// component it produced. Cargo is incremental, so an unchanged crate costs
 /// about a second.
 pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
+    let dir = &std::path::absolute(dir)
+        .map_err(|e| WasmError::Load(format!("bad plugin crate path {}: {e}", dir.display())))?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(WasmError::Load(format!(

@@ -1,0 +1,248 @@
+//! Shared test harness: plugins built from source, Sluice started on a free
+//! port, and a real HTTP client (hyper, over a TCP socket) for ingest and SSE.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sluice::config::Config;
+use sluice::runtime::{self, Running};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds every plugin crate for wasm32-wasip2, once per test binary, and
+/// returns the directory holding the `.wasm` files. Never reads stale
+/// artifacts: cargo rebuilds whatever changed.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace().join("target").join("sluice-plugins");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "client-filter", "-p", "json-transform", "-p", "port-router"])
+            .args(["-p", "fixture-trap", "-p", "fixture-spin", "-p", "fixture-hog"])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the plugins failed");
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The component file of plugin crate `name` (`client-filter` → `client_filter.wasm`).
+pub fn plugin(name: &str) -> String {
+    plugin_dir()
+        .join(format!("{}.wasm", name.replace('-', "_")))
+        .display()
+        .to_string()
+}
+
+/// Parses `text` as a config whose relative paths resolve against `base`.
+pub fn config(text: &str, base: &Path) -> Config {
+    Config::parse(text, base, |_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts Sluice from `text` on a free loopback port.
+pub async fn start(text: &str, base: &Path) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    runtime::start_with_listener(config(text, base), listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Sends one request over a fresh connection.
+pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Incoming> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender.send_request(req).await.unwrap()
+}
+
+/// A request builder aimed at `addr`.
+pub fn builder(addr: SocketAddr, method: &str, path: &str) -> hyper::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+}
+
+/// Sends a request and reads the whole response body as text.
+pub async fn call(addr: SocketAddr, req: Request<Full<Bytes>>) -> (StatusCode, String) {
+    let resp = request(addr, req).await;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GET `path`.
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    call(addr, builder(addr, "GET", path).body(Full::default()).unwrap()).await
+}
+
+/// Posts newline-delimited JSON records to `/ingest/{source}`.
+pub async fn post_ndjson(addr: SocketAddr, source: &str, lines: &[serde_json::Value]) -> (StatusCode, String) {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let req = builder(addr, "POST", &format!("/ingest/{source}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    call(addr, req).await
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// A client reading `GET /sse/...` from a socket.
+pub struct SseClient {
+    body: Incoming,
+    buf: String,
+    /// Comments seen (heartbeats and the like), in order.
+    pub comments: Vec<String>,
+    pub ended: bool,
+}
+
+impl SseClient {
+    /// Connects to `/sse/{sink}?client_id={client}` and waits for the
+    /// opening comment, so the subscription is registered on return.
+    pub async fn connect(addr: SocketAddr, sink: &str, client: &str) -> Self {
+        let req = builder(addr, "GET", &format!("/sse/{sink}?client_id={client}"))
+            .body(Full::default())
+            .unwrap();
+        let resp = request(addr, req).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut client = Self {
+            body: resp.into_body(),
+            buf: String::new(),
+            comments: Vec::new(),
+            ended: false,
+        };
+        assert!(client.next_event_or_comment(Duration::from_secs(5)).await.is_none());
+        assert_eq!(client.comments.first().map(String::as_str), Some("connected"));
+        client
+    }
+
+    /// The next event, waiting at most `timeout`. `None` on timeout or end.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let Some(e) = self.next_event_or_comment(left).await {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+        }
+    }
+
+    /// `n` events, failing the test if they do not arrive within `timeout`.
+    pub async fn take(&mut self, n: usize, timeout: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.next(timeout).await {
+                Some(e) => out.push(e),
+                None => panic!("got {} of {n} events: {out:?}", out.len()),
+            }
+        }
+        out
+    }
+
+    /// Reads until one event or comment block is complete. Returns the event,
+    /// or `None` after a comment-only block, a timeout or the end.
+    async fn next_event_or_comment(&mut self, timeout: Duration) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = Event { id: None, data: String::new() };
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        self.comments.push(c.trim().to_owned());
+                    } else if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.to_owned());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        if has_data {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(d);
+                        has_data = true;
+                    }
+                }
+                return has_data.then_some(event);
+            }
+            match tokio::time::timeout(timeout, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.push_str(&String::from_utf8_lossy(&data));
+                    }
+                }
+                Ok(_) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Parses an envelope-format event's data.
+pub fn envelope(e: &Event) -> serde_json::Value {
+    serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("bad envelope {:?}: {err}", e.data))
+}
+
+/// Reads a JSON-lines file written by a `file` sink.
+pub fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until `f` is true, checking every 20 ms, for at most `timeout`.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// Header map of an envelope.
+pub fn headers(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["headers"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,186 @@
+//! Config loading and `sluice check`: every example is accepted, and broken
+//! configs are refused with messages that name the key.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use sluice::config::Config;
+
+fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn problems(text: &str) -> Vec<String> {
+    let env = |name: &str| (name == "SET").then(|| "from-env".to_owned());
+    match Config::parse(text, Path::new("."), env) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.problems,
+    }
+}
+
+fn assert_problem(problems: &[String], needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "no problem mentions {needle:?}; got:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_example_passes_sluice_check() {
+    let examples = common::workspace().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let out = sluice().arg("check").arg(&path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "sluice check {} failed:\n{}{}",
+            path.display(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(": ok ("), "{stdout}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "expected the examples to be checked, found {checked}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let p = problems(
+        r#"
+        [sources.in]
+        type = "generator"
+        rate = "fast"
+
+        [sources.unused]
+        type = "http"
+
+        [sources.typo]
+        type = "kafak"
+
+        [plugins.f]
+        path = "f.wasm"
+        memory_limit = "12 parsecs"
+
+        [plugins.g]
+        on_error = "dead_letter"
+
+        [sinks.s]
+        type = "sse"
+        heartbat = "5s"
+
+        [routes.r]
+        from = "nope"
+        through = ["f", "missing"]
+        to = { default = ["s", "ghost"] }
+        workers = 0
+
+        [extra]
+        "#,
+    );
+    assert_problem(&p, "sources.in.rate: invalid type: string \"fast\"");
+    assert_problem(&p, "sources.unused: not used by any route");
+    assert_problem(&p, "sources.typo.type: unknown type `kafak`; expected one of generator, http");
+    assert_problem(&p, "plugins.f.memory_limit: unknown size unit");
+    assert_problem(&p, "plugins.g: set exactly one of `path`");
+    assert_problem(&p, "plugins.g.dead_letter: on_error = \"dead_letter\" needs");
+    assert_problem(&p, "sinks.s.heartbat: unknown field `heartbat`");
+    assert_problem(&p, "routes.r.from: no source named `nope`");
+    assert_problem(&p, "routes.r.through[1]: no plugin named `missing`");
+    assert_problem(&p, "routes.r.to.default: no sink named `ghost`");
+    assert_problem(&p, "routes.r.workers: must be at least 1");
+    assert_problem(&p, "extra: unknown section");
+    assert!(p.len() >= 12, "{p:#?}");
+}
+
+#[test]
+fn variables_are_interpolated_and_missing_ones_named() {
+    let ok = Config::parse(
+        r#"
+        [server]
+        listen = "${UNSET_LISTEN:-127.0.0.1:9999}"
+        [sources.in]
+        type = "http"
+        [sinks.out]
+        type = "file"
+        path = "${SET}.jsonl"
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#,
+        Path::new("/base"),
+        |n| (n == "SET").then(|| "from-env".to_owned()),
+    )
+    .unwrap();
+    assert_eq!(ok.server.listen.port(), 9999);
+    match &ok.sinks["out"] {
+        sluice::sinks::SinkConfig::File(f) => assert_eq!(f.path, Path::new("from-env.jsonl")),
+        other => panic!("{other:?}"),
+    }
+    let p = problems("[server]\nlisten = \"${NOT_SET}\"\n");
+    assert_problem(&p, "line 2: environment variable `NOT_SET` is not set");
+}
+
+#[test]
+fn toml_syntax_errors_point_at_the_line() {
+    let p = problems("[sources.in]\ntype = \"http\"\nrate = = 3\n");
+    assert_problem(&p, "TOML syntax");
+    assert_problem(&p, "line 3");
+}
+
+#[test]
+fn the_cli_explains_a_missing_file() {
+    let out = sluice().args(["check", "/no/such/sluice.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read /no/such/sluice.toml"), "{err}");
+}
+
+#[test]
+fn the_cli_reports_a_plugin_that_refuses_its_config_and_a_file_that_is_not_a_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"definitely not wasm").unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [sources.in]
+            type = "http"
+            [plugins.empty]
+            path = "{}"
+            [plugins.junk]
+            path = "junk.wasm"
+            [sinks.out]
+            type = "stdout"
+            [routes.r]
+            from = "in"
+            through = ["empty", "junk"]
+            to = ["out"]
+            "#,
+            common::plugin("client-filter")
+        ),
+    )
+    .unwrap();
+    let out = sluice().arg("check").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugins.empty: init failed: invalid config: config: set `clients` or `patterns`"),
+        "{err}"
+    );
+    assert!(err.contains("plugins.junk: not a valid WebAssembly component"), "{err}");
+}

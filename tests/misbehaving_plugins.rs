@@ -1,0 +1,191 @@
+//! Plugins that trap, loop forever or eat memory: the host survives, the
+//! records go where `on_error` says, and later records flow.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+fn config(fixture: &str, limits: &str, on_error: &str) -> String {
+    format!(
+        r#"
+        [sources.in]
+        type = "http"
+
+        [plugins.p]
+        path = "{}"
+        {limits}
+        {on_error}
+
+        [sinks.out]
+        type = "file"
+        path = "out.jsonl"
+        [sinks.dlq]
+        type = "file"
+        path = "dlq.jsonl"
+
+        [routes.r]
+        from = "in"
+        through = ["p"]
+        to = ["out"]
+        "#,
+        plugin(fixture)
+    )
+}
+
+fn values(lines: &[Value]) -> Vec<String> {
+    lines.iter().map(|l| l["value"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+fn recs(values: &[&str]) -> Vec<Value> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"key": format!("k{i}"), "value": v, "headers": {"h": format!("{i}")}}))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_dead_letters_its_batch_and_a_fresh_instance_serves_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config("fixture-trap", "", "on_error = \"dead_letter\"\ndead_letter = \"dlq\"");
+    let running = start(&text, dir.path()).await;
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["a", "trap", "b"])).await;
+    // Dead-lettered records count as delivered: the DLQ sink has them.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dlq = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(values(&dlq), ["a", "trap", "b"]);
+    let h = headers(&dlq[1]);
+    assert!(h["sluice-error"].starts_with("plugin trapped"), "{h:?}");
+    assert!(
+        h["sluice-error"].contains("fixture: trapping on record 1"),
+        "the panic message should reach the error: {h:?}"
+    );
+    assert_eq!(h["sluice-plugin"], "p");
+    assert_eq!(h["sluice-stage"], "r/0");
+    assert_eq!(h["sluice-origin-source"], "in");
+    assert_eq!(h["sluice-origin-position"], "1");
+    assert_eq!(h["h"], "1", "the record's own headers are kept");
+    assert_eq!(dlq[1]["key"], "k1");
+    assert!(read_lines(&dir.path().join("out.jsonl")).is_empty());
+
+    let (status, _) = post_ndjson(running.addr, "in", &recs(&["c", "d"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["c", "d"]);
+    let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
+    assert_eq!(running.metrics.value("sluice_stage_traps_total", &stage), Some(1));
+    assert_eq!(running.metrics.value("sluice_stage_records_errored_total", &stage), Some(3));
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_interrupted_within_its_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config("fixture-spin", "timeout = \"200ms\"", "on_error = \"drop\"");
+    let running = start(&text, dir.path()).await;
+    let started = Instant::now();
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["spin"])).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "dropped records are acknowledged: {body}");
+    assert!(took >= Duration::from_millis(190), "interrupted too early: {took:?}");
+    assert!(took < Duration::from_secs(3), "interrupted too late: {took:?}");
+
+    let (status, _) = post_ndjson(running.addr, "in", &recs(&["after"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["after"]);
+    let (status, health) = get(running.addr, "/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_its_cap_and_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        "fixture-hog",
+        "memory_limit = \"16MiB\"",
+        "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
+    );
+    let running = start(&text, dir.path()).await;
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["hog"])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dlq = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(values(&dlq), ["hog"]);
+    let error = &headers(&dlq[0])["sluice-error"];
+    assert!(error.contains("memory limit of 16777216 bytes"), "{error}");
+
+    let (status, _) = post_ndjson(running.addr, "in", &recs(&["fine"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["fine"]);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn record_errors_fail_only_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+        [sources.in]
+        type = "http"
+        [plugins.p]
+        path = "{}"
+        on_error = "dead_letter"
+        dead_letter = "dlq"
+        config = {{ clients = ["7"], field = "user" }}
+        [sinks.out]
+        type = "file"
+        path = "out.jsonl"
+        [sinks.dlq]
+        type = "file"
+        path = "dlq.jsonl"
+        [routes.r]
+        from = "in"
+        through = ["p"]
+        to = ["out"]
+        "#,
+        plugin("client-filter")
+    );
+    let running = start(&text, dir.path()).await;
+    let lines = [
+        json!({"value": {"user": 7, "n": 1}}),
+        json!({"value": "not json at all"}),
+        json!({"value": {"user": 8, "n": 3}}),
+        json!({"value": {"user": 7, "n": 4}}),
+    ];
+    let (status, _) = post_ndjson(running.addr, "in", &lines).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = read_lines(&dir.path().join("out.jsonl"));
+    let ns: Vec<_> = out.iter().map(|l| l["value"]["n"].clone()).collect();
+    assert_eq!(ns, [json!(1), json!(4)]);
+    let dlq = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["value"], "not json at all");
+    assert_eq!(headers(&dlq[0])["sluice-origin-position"], "1");
+    let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
+    assert_eq!(running.metrics.value("sluice_stage_traps_total", &stage), Some(0));
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn on_error_stop_halts_the_route_without_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config("fixture-trap", "", "on_error = \"stop\"");
+    let running = start(&text, dir.path()).await;
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["trap"])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("plugin trapped"), "{body}");
+    let (status, health) = get(running.addr, "/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert!(health["routes"]["r"]["failed"].as_str().unwrap().contains("plugin `p`"));
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["later"])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("route `r` stopped"), "{body}");
+    assert!(read_lines(&dir.path().join("out.jsonl")).is_empty());
+    running.shutdown().await.unwrap();
+}
