@@ -20,7 +20,10 @@ use serde_json::json;
 async fn the_ack_waits_for_the_slowest_sink() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("slow.fifo");
-    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(status.success());
     // Opening a FIFO for writing blocks until a reader opens it: open the
     // read end first, on a thread, and read nothing until told to.
@@ -53,16 +56,23 @@ async fn the_ack_waits_for_the_slowest_sink() {
     // Bigger than the pipe's 64 KiB buffer, so the slow sink's write blocks.
     let big = "x".repeat(200_000);
     let addr = running.addr;
-    let post = tokio::spawn(async move {
-        post_ndjson(addr, "in", &[json!({"key": "k", "value": big})]).await
-    });
+    let post =
+        tokio::spawn(
+            async move { post_ndjson(addr, "in", &[json!({"key": "k", "value": big})]).await },
+        );
     let fast = dir.path().join("fast.jsonl");
     assert!(eventually(Duration::from_secs(5), || read_lines(&fast).len() == 1).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!post.is_finished(), "acknowledged before the slow sink had the record");
+    assert!(
+        !post.is_finished(),
+        "acknowledged before the slow sink had the record"
+    );
 
     go_tx.send(()).unwrap();
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), post).await.unwrap().unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), post)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     running.shutdown().await.unwrap();
     let written = reader.join().unwrap();
@@ -87,13 +97,16 @@ async fn a_failing_sink_leaves_the_batch_unacknowledged_though_other_sinks_have_
         "#;
     let running = start(text, dir.path()).await;
     let mut sse = SseClient::connect(running.addr, "live", "k").await;
-    let (status, body) = post_ndjson(running.addr, "in", &[json!({"key": "k", "value": "v"})]).await;
+    let (status, body) =
+        post_ndjson(running.addr, "in", &[json!({"key": "k", "value": "v"})]).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("No space left on device"), "{body}");
     // The SSE sink did get it: at-least-once means a client retry may
     // deliver it there twice, never that it is lost.
     assert_eq!(sse.take(1, Duration::from_secs(5)).await[0].data, "v");
-    let errors = running.metrics.value("sluice_sink_errors_total", &[("sink", "full")]);
+    let errors = running
+        .metrics
+        .value("sluice_sink_errors_total", &[("sink", "full")]);
     assert_eq!(errors, Some(1));
     running.shutdown().await.unwrap();
 }
@@ -120,7 +133,8 @@ async fn filtered_out_records_are_acknowledged_at_once() {
     );
     let running = start(&text, dir.path()).await;
     // The sink would fail, but no record reaches it: the batch is done.
-    let (status, body) = post_ndjson(running.addr, "in", &[json!({"key": "k", "value": "v"})]).await;
+    let (status, body) =
+        post_ndjson(running.addr, "in", &[json!({"key": "k", "value": "v"})]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     running.shutdown().await.unwrap();
 }

@@ -53,7 +53,10 @@ fn every_example_passes_sluice_check() {
         assert!(stdout.contains(": ok ("), "{stdout}");
         checked += 1;
     }
-    assert!(checked >= 2, "expected the examples to be checked, found {checked}");
+    assert!(
+        checked >= 2,
+        "expected the examples to be checked, found {checked}"
+    );
 }
 
 #[test]
@@ -92,10 +95,16 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
     );
     assert_problem(&p, "sources.in.rate: invalid type: string \"fast\"");
     assert_problem(&p, "sources.unused: not used by any route");
-    assert_problem(&p, "sources.typo.type: unknown type `kafak`; expected one of generator, http");
+    assert_problem(
+        &p,
+        "sources.typo.type: unknown type `kafak`; expected one of generator, http",
+    );
     assert_problem(&p, "plugins.f.memory_limit: unknown size unit");
     assert_problem(&p, "plugins.g: set exactly one of `path`");
-    assert_problem(&p, "plugins.g.dead_letter: on_error = \"dead_letter\" needs");
+    assert_problem(
+        &p,
+        "plugins.g.dead_letter: on_error = \"dead_letter\" needs",
+    );
     assert_problem(&p, "sinks.s.heartbat: unknown field `heartbat`");
     assert_problem(&p, "routes.r.from: no source named `nope`");
     assert_problem(&p, "routes.r.through[1]: no plugin named `missing`");
@@ -142,7 +151,10 @@ fn toml_syntax_errors_point_at_the_line() {
 
 #[test]
 fn the_cli_explains_a_missing_file() {
-    let out = sluice().args(["check", "/no/such/sluice.toml"]).output().unwrap();
+    let out = sluice()
+        .args(["check", "/no/such/sluice.toml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read /no/such/sluice.toml"), "{err}");
@@ -179,8 +191,13 @@ fn the_cli_reports_a_plugin_that_refuses_its_config_and_a_file_that_is_not_a_com
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("plugins.empty: init failed: invalid config: config: set `clients` or `patterns`"),
+        err.contains(
+            "plugins.empty: init failed: invalid config: config: set `clients` or `patterns`"
+        ),
         "{err}"
     );
-    assert!(err.contains("plugins.junk: not a valid WebAssembly component"), "{err}");
+    assert!(
+        err.contains("plugins.junk: not a valid WebAssembly component"),
+        "{err}"
+    );
 }

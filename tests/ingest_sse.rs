@@ -71,8 +71,14 @@ async fn posted_records_arrive_over_sse_exactly_in_order_for_their_client_only()
             json!({"key": "c1", "value": {"n": 6}, "headers": {"trace": "t-6"}, "timestamp": 1002}),
         ]
     );
-    let ids: Vec<u64> = got.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing: {ids:?}");
+    let ids: Vec<u64> = got
+        .iter()
+        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not increasing: {ids:?}"
+    );
     assert!(c1.next(QUIET).await.is_none(), "c1 got an extra event");
 
     let c2_events = c2.take(1, WAIT).await;
@@ -86,10 +92,19 @@ async fn posted_records_arrive_over_sse_exactly_in_order_for_their_client_only()
     assert_eq!(keys, [json!("c1"), json!("c2"), json!("c1"), json!("c1")]);
 
     let m = &running.metrics;
-    assert_eq!(m.value("sluice_route_records_in_total", &[("route", "r")]), Some(6));
+    assert_eq!(
+        m.value("sluice_route_records_in_total", &[("route", "r")]),
+        Some(6)
+    );
     let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "clients")];
-    assert_eq!(m.value("sluice_stage_records_dropped_total", &stage), Some(2));
-    assert_eq!(m.value("sluice_sink_records_total", &[("sink", "log")]), Some(4));
+    assert_eq!(
+        m.value("sluice_stage_records_dropped_total", &stage),
+        Some(2)
+    );
+    assert_eq!(
+        m.value("sluice_sink_records_total", &[("sink", "log")]),
+        Some(4)
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -126,7 +141,9 @@ async fn raw_bodies_take_key_and_headers_from_the_request_and_transforms_apply()
     let req = builder(addr, "POST", "/ingest/in?key=u%207")
         .header("sluice-header-trace", "abc")
         .header("sluice-timestamp", "1234")
-        .body(Full::new(Bytes::from_static(br#"{"user":7,"event":"login","secret":"x"}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"user":7,"event":"login","secret":"x"}"#,
+        )))
         .unwrap();
     let (status, body) = call(addr, req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -251,10 +268,16 @@ async fn many_clients_each_get_their_own_events_and_disconnects_are_cleaned_up()
     for i in 0..n {
         clients.push(SseClient::connect(addr, "live", &format!("c{i}")).await);
     }
-    let gauge = || running.metrics.value("sluice_sse_connections", &[("sink", "live")]);
+    let gauge = || {
+        running
+            .metrics
+            .value("sluice_sse_connections", &[("sink", "live")])
+    };
     assert_eq!(gauge(), Some(n));
     let records: Vec<_> = (0..n)
-        .flat_map(|i| (0..3).map(move |j| json!({"key": format!("c{i}"), "value": format!("{i}-{j}")})))
+        .flat_map(|i| {
+            (0..3).map(move |j| json!({"key": format!("c{i}"), "value": format!("{i}-{j}")}))
+        })
         .collect();
     let (status, _) = post_ndjson(addr, "in", &records).await;
     assert_eq!(status, StatusCode::OK);
@@ -264,7 +287,9 @@ async fn many_clients_each_get_their_own_events_and_disconnects_are_cleaned_up()
     }
     drop(clients);
     // The server notices a gone client at its next write; nudge every one.
-    let records: Vec<_> = (0..n).map(|i| json!({"key": format!("c{i}"), "value": "bye"})).collect();
+    let records: Vec<_> = (0..n)
+        .map(|i| json!({"key": format!("c{i}"), "value": "bye"}))
+        .collect();
     assert!(
         eventually(WAIT, || gauge() == Some(0)).await || {
             post_ndjson(addr, "in", &records).await;

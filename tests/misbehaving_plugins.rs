@@ -39,7 +39,10 @@ fn config(fixture: &str, limits: &str, on_error: &str) -> String {
 }
 
 fn values(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["value"].as_str().unwrap_or("").to_owned()).collect()
+    lines
+        .iter()
+        .map(|l| l["value"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn recs(values: &[&str]) -> Vec<Value> {
@@ -53,7 +56,11 @@ fn recs(values: &[&str]) -> Vec<Value> {
 #[tokio::test]
 async fn a_trapping_plugin_dead_letters_its_batch_and_a_fresh_instance_serves_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let text = config("fixture-trap", "", "on_error = \"dead_letter\"\ndead_letter = \"dlq\"");
+    let text = config(
+        "fixture-trap",
+        "",
+        "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
+    );
     let running = start(&text, dir.path()).await;
     let (status, body) = post_ndjson(running.addr, "in", &recs(&["a", "trap", "b"])).await;
     // Dead-lettered records count as delivered: the DLQ sink has them.
@@ -76,10 +83,21 @@ async fn a_trapping_plugin_dead_letters_its_batch_and_a_fresh_instance_serves_th
 
     let (status, _) = post_ndjson(running.addr, "in", &recs(&["c", "d"])).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["c", "d"]);
+    assert_eq!(
+        values(&read_lines(&dir.path().join("out.jsonl"))),
+        ["c", "d"]
+    );
     let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
-    assert_eq!(running.metrics.value("sluice_stage_traps_total", &stage), Some(1));
-    assert_eq!(running.metrics.value("sluice_stage_records_errored_total", &stage), Some(3));
+    assert_eq!(
+        running.metrics.value("sluice_stage_traps_total", &stage),
+        Some(1)
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_stage_records_errored_total", &stage),
+        Some(3)
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -91,13 +109,26 @@ async fn an_infinite_loop_is_interrupted_within_its_time_budget() {
     let started = Instant::now();
     let (status, body) = post_ndjson(running.addr, "in", &recs(&["spin"])).await;
     let took = started.elapsed();
-    assert_eq!(status, StatusCode::OK, "dropped records are acknowledged: {body}");
-    assert!(took >= Duration::from_millis(190), "interrupted too early: {took:?}");
-    assert!(took < Duration::from_secs(3), "interrupted too late: {took:?}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "dropped records are acknowledged: {body}"
+    );
+    assert!(
+        took >= Duration::from_millis(190),
+        "interrupted too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "interrupted too late: {took:?}"
+    );
 
     let (status, _) = post_ndjson(running.addr, "in", &recs(&["after"])).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["after"]);
+    assert_eq!(
+        values(&read_lines(&dir.path().join("out.jsonl"))),
+        ["after"]
+    );
     let (status, health) = get(running.addr, "/health").await;
     assert_eq!(status, StatusCode::OK, "{health}");
     running.shutdown().await.unwrap();
@@ -167,7 +198,10 @@ async fn record_errors_fail_only_their_records() {
     assert_eq!(dlq[0]["value"], "not json at all");
     assert_eq!(headers(&dlq[0])["sluice-origin-position"], "1");
     let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
-    assert_eq!(running.metrics.value("sluice_stage_traps_total", &stage), Some(0));
+    assert_eq!(
+        running.metrics.value("sluice_stage_traps_total", &stage),
+        Some(0)
+    );
     running.shutdown().await.unwrap();
 }
 
@@ -182,7 +216,12 @@ async fn on_error_stop_halts_the_route_without_acknowledging() {
     let (status, health) = get(running.addr, "/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let health: Value = serde_json::from_str(&health).unwrap();
-    assert!(health["routes"]["r"]["failed"].as_str().unwrap().contains("plugin `p`"));
+    assert!(
+        health["routes"]["r"]["failed"]
+            .as_str()
+            .unwrap()
+            .contains("plugin `p`")
+    );
     let (status, body) = post_ndjson(running.addr, "in", &recs(&["later"])).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert!(body.contains("route `r` stopped"), "{body}");

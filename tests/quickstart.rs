@@ -16,7 +16,9 @@ async fn quickstart_streams_only_the_subscribed_clients_events() {
     let path = workspace().join("examples").join("quickstart.toml");
     let config = Config::load(&path).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = sluice::runtime::start_with_listener(config, listener).await.unwrap();
+    let running = sluice::runtime::start_with_listener(config, listener)
+        .await
+        .unwrap();
     let mut mine = SseClient::connect(running.addr, "notifications", "client-1").await;
     let mut filtered = SseClient::connect(running.addr, "notifications", "client-0").await;
     // 20 records/s over 5 clients: client-1 gets one every 250 ms.
@@ -26,7 +28,11 @@ async fn quickstart_streams_only_the_subscribed_clients_events() {
         let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
         assert_eq!(v["client_id"], "client-1");
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["amount", "client_id", "seq", "type"], "projected and renamed");
+        assert_eq!(
+            keys,
+            ["amount", "client_id", "seq", "type"],
+            "projected and renamed"
+        );
         let seq = v["seq"].as_i64().unwrap();
         assert_eq!(seq % 5, 1);
         assert!(seq > last_seq, "in order");

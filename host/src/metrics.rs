@@ -122,7 +122,10 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
     let parts: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -140,7 +143,10 @@ mod tests {
         m.counter("sluice_x_total", &[("route", "a\"b")]).add(1);
         m.gauge("sluice_clients", &[]).add(2);
         let text = m.render();
-        assert!(text.contains("# TYPE sluice_x_total counter\nsluice_x_total{route=\"a\\\"b\"} 4\n"), "{text}");
+        assert!(
+            text.contains("# TYPE sluice_x_total counter\nsluice_x_total{route=\"a\\\"b\"} 4\n"),
+            "{text}"
+        );
         assert!(text.contains("sluice_clients 2\n"), "{text}");
         assert_eq!(m.value("sluice_x_total", &[("route", "a\"b")]), Some(4));
     }

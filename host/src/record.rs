@@ -63,7 +63,13 @@ mod tests {
     #[test]
     fn envelope_embeds_json_and_quotes_text() {
         let mut b = FlatBatch::default();
-        b.push(Position::default(), Some(b"c1"), Some(br#" {"a":1} "#), 5, [("h", &b"x\"y"[..])]);
+        b.push(
+            Position::default(),
+            Some(b"c1"),
+            Some(br#" {"a":1} "#),
+            5,
+            [("h", &b"x\"y"[..])],
+        );
         b.push(Position::default(), None, Some(b"plain text"), 6, []);
         b.push(Position::default(), None, None, 7, []);
         let lines: Vec<String> = b
@@ -82,7 +88,10 @@ mod tests {
             lines[1],
             r#"{"key":null,"value":"plain text","headers":{},"timestamp":6}"#
         );
-        assert_eq!(lines[2], r#"{"key":null,"value":null,"headers":{},"timestamp":7}"#);
+        assert_eq!(
+            lines[2],
+            r#"{"key":null,"value":null,"headers":{},"timestamp":7}"#
+        );
         for l in &lines {
             serde_json::from_str::<serde_json::Value>(l).unwrap();
         }

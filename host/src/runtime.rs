@@ -101,9 +101,13 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         }
         let dead = specs.iter().filter_map(|s| s.dead_letter.clone());
         let outputs = Outputs::new(&route.to, dead, &sinks.handles);
-        let (input, tasks) = route::start(name, &specs, outputs, route.workers, route.queue, &metrics);
+        let (input, tasks) =
+            route::start(name, &specs, outputs, route.workers, route.queue, &metrics);
         statuses.push(input.status());
-        route_inputs.entry(route.from.as_str()).or_default().push(input);
+        route_inputs
+            .entry(route.from.as_str())
+            .or_default()
+            .push(input);
         route_tasks.extend(tasks);
     }
 
@@ -128,7 +132,9 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         }));
     }
 
-    let addr = listener.local_addr().context("cannot read the listener's address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listener's address")?;
     let hubs: Vec<_> = sinks.hubs.values().cloned().collect();
     let state = Arc::new(AppState {
         ingest,
@@ -206,7 +212,9 @@ impl Running {
                 tracing::info!("Shutdown complete.");
                 Ok(())
             }
-            Err(_) => bail!("shutdown did not finish within {grace:?}; some records may be redelivered"),
+            Err(_) => {
+                bail!("shutdown did not finish within {grace:?}; some records may be redelivered")
+            }
         }
     }
 

@@ -49,7 +49,12 @@ pub struct AppState {
 
 /// Serves `state` on `listener` until `shutdown` fires, then lets open
 /// requests finish for up to `grace`.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Shutdown, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: Shutdown,
+    grace: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -81,8 +86,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Sh
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "Connections still open after the shutdown grace period; closing them.");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "Connections still open after the shutdown grace period; closing them."
+        );
     }
 }
 
@@ -98,16 +109,25 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
         ),
         (&Method::POST, ["ingest", source]) => match state.ingest.get(*source) {
             Some(handle) => ingest(req, handle).await,
-            None => error(StatusCode::NOT_FOUND, &format!("no http source named `{source}`")),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("no http source named `{source}`"),
+            ),
         },
         (&Method::GET, ["sse", sink]) => match state.sse.get(*sink) {
             Some(hub) => sse(&req, hub, shutdown),
-            None => error(StatusCode::NOT_FOUND, &format!("no sse sink named `{sink}`")),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("no sse sink named `{sink}`"),
+            ),
         },
         (_, ["health" | "metrics"] | ["sse", _]) | (_, ["ingest", _]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
-        _ => error(StatusCode::NOT_FOUND, "not found; try /health, /metrics, /ingest/{source} or /sse/{sink}"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not found; try /health, /metrics, /ingest/{source} or /sse/{sink}",
+        ),
     }
 }
 
@@ -142,8 +162,14 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
     let limit = usize::try_from(handle.max_body).unwrap_or(usize::MAX);
     let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, &IngestError::TooLarge(handle.max_body).to_string());
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &IngestError::TooLarge(handle.max_body).to_string(),
+            );
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
     };
@@ -157,7 +183,9 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
             "application/json",
             serde_json::json!({ "records": n }).to_string(),
         ),
-        Err(e @ IngestError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ IngestError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
         Err(e @ (IngestError::BadRequest(_) | IngestError::TooLarge(_))) => {
             error(StatusCode::BAD_REQUEST, &e.to_string())
         }
@@ -167,7 +195,11 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
 
 fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Response<Body> {
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let Some(client) = query.into_iter().find(|(k, _)| k == "client_id").map(|(_, v)| v) else {
+    let Some(client) = query
+        .into_iter()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v)
+    else {
         return error(StatusCode::BAD_REQUEST, "missing ?client_id=");
     };
     let Some(subscription) = hub.subscribe(&client) else {
@@ -200,33 +232,39 @@ fn event_stream(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = (subscription, ticker, shutdown, Phase::Open);
-    stream::unfold(state, |(mut sub, mut ticker, mut shutdown, phase)| async move {
-        let frame = match phase {
-            Phase::Done => return None,
-            Phase::Open => Bytes::from_static(b": connected\nretry: 2000\n\n"),
-            Phase::Streaming => tokio::select! {
-                biased;
-                event = sub.rx.recv() => match event {
-                    Some(bytes) => bytes,
-                    None if sub.lagged.load(Ordering::Acquire) => {
-                        let last = Bytes::from_static(b": disconnected: client fell behind; reconnect\n\n");
-                        return Some((Ok(Frame::data(last)), (sub, ticker, shutdown, Phase::Done)));
-                    }
-                    None => return None,
-                },
-                _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
-                _ = shutdown.recv() => {
-                    // Let queued events out first; the hub closes the
-                    // subscription once the sinks have drained.
-                    match sub.rx.recv().await {
+    stream::unfold(
+        state,
+        |(mut sub, mut ticker, mut shutdown, phase)| async move {
+            let frame = match phase {
+                Phase::Done => return None,
+                Phase::Open => Bytes::from_static(b": connected\nretry: 2000\n\n"),
+                Phase::Streaming => tokio::select! {
+                    biased;
+                    event = sub.rx.recv() => match event {
                         Some(bytes) => bytes,
+                        None if sub.lagged.load(Ordering::Acquire) => {
+                            let last = Bytes::from_static(b": disconnected: client fell behind; reconnect\n\n");
+                            return Some((Ok(Frame::data(last)), (sub, ticker, shutdown, Phase::Done)));
+                        }
                         None => return None,
+                    },
+                    _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                    _ = shutdown.recv() => {
+                        // Let queued events out first; the hub closes the
+                        // subscription once the sinks have drained.
+                        match sub.rx.recv().await {
+                            Some(bytes) => bytes,
+                            None => return None,
+                        }
                     }
-                }
-            },
-        };
-        Some((Ok(Frame::data(frame)), (sub, ticker, shutdown, Phase::Streaming)))
-    })
+                },
+            };
+            Some((
+                Ok(Frame::data(frame)),
+                (sub, ticker, shutdown, Phase::Streaming),
+            ))
+        },
+    )
 }
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Body> {

@@ -34,8 +34,22 @@ pub fn plugin_dir() -> &'static Path {
         let status = std::process::Command::new(cargo)
             .current_dir(workspace())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "client-filter", "-p", "json-transform", "-p", "port-router"])
-            .args(["-p", "fixture-trap", "-p", "fixture-spin", "-p", "fixture-hog"])
+            .args([
+                "-p",
+                "client-filter",
+                "-p",
+                "json-transform",
+                "-p",
+                "port-router",
+            ])
+            .args([
+                "-p",
+                "fixture-trap",
+                "-p",
+                "fixture-spin",
+                "-p",
+                "fixture-hog",
+            ])
             .arg("--target-dir")
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
@@ -95,11 +109,19 @@ pub async fn call(addr: SocketAddr, req: Request<Full<Bytes>>) -> (StatusCode, S
 
 /// GET `path`.
 pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
-    call(addr, builder(addr, "GET", path).body(Full::default()).unwrap()).await
+    call(
+        addr,
+        builder(addr, "GET", path).body(Full::default()).unwrap(),
+    )
+    .await
 }
 
 /// Posts newline-delimited JSON records to `/ingest/{source}`.
-pub async fn post_ndjson(addr: SocketAddr, source: &str, lines: &[serde_json::Value]) -> (StatusCode, String) {
+pub async fn post_ndjson(
+    addr: SocketAddr,
+    source: &str,
+    lines: &[serde_json::Value],
+) -> (StatusCode, String) {
     let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let req = builder(addr, "POST", &format!("/ingest/{source}"))
         .header("content-type", "application/x-ndjson")
@@ -140,8 +162,16 @@ impl SseClient {
             comments: Vec::new(),
             ended: false,
         };
-        assert!(client.next_event_or_comment(Duration::from_secs(5)).await.is_none());
-        assert_eq!(client.comments.first().map(String::as_str), Some("connected"));
+        assert!(
+            client
+                .next_event_or_comment(Duration::from_secs(5))
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            client.comments.first().map(String::as_str),
+            Some("connected")
+        );
         client
     }
 
@@ -180,7 +210,10 @@ impl SseClient {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
-                let mut event = Event { id: None, data: String::new() };
+                let mut event = Event {
+                    id: None,
+                    data: String::new(),
+                };
                 let mut has_data = false;
                 for line in block.lines() {
                     if let Some(c) = line.strip_prefix(':') {
@@ -243,6 +276,10 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
 pub fn headers(v: &serde_json::Value) -> BTreeMap<String, String> {
     v["headers"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }

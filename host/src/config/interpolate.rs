@@ -22,7 +22,10 @@ pub fn interpolate(
                 rest = tail;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(close) = body.find('}') else {
-                    errors.push(format!("line {}: `${{` without a closing `}}`", line_no + 1));
+                    errors.push(format!(
+                        "line {}: `${{` without a closing `}}`",
+                        line_no + 1
+                    ));
                     out.push_str(&rest[i..]);
                     rest = "";
                     break;
@@ -32,8 +35,8 @@ pub fn interpolate(
                     Some((n, d)) => (n, Some(d)),
                     None => (expr, None),
                 };
-                let valid = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     errors.push(format!(
                         "line {}: `${{{expr}}}` is not a variable reference (use ${{NAME}} or ${{NAME:-default}})",
@@ -84,7 +87,8 @@ mod tests {
 
     #[test]
     fn reports_every_missing_variable_with_its_line() {
-        let errors = interpolate("a = \"${A}\"\nb = \"${B}\" ${bad name}\n${open", env).unwrap_err();
+        let errors =
+            interpolate("a = \"${A}\"\nb = \"${B}\" ${bad name}\n${open", env).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].starts_with("line 1:") && errors[0].contains("`A`"));
         assert!(errors[1].starts_with("line 2:") && errors[1].contains("`B`"));

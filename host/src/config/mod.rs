@@ -82,7 +82,13 @@ impl Config {
             .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
         let base = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         Self::parse(&text, base, |name| std::env::var(name).ok()).map_err(|mut e| {
             e.file = Some(path.to_owned());
@@ -121,7 +127,9 @@ impl Config {
                 "sources" => {
                     config.sources = section(&key, value, &mut problems, SourceConfig::from_toml)
                 }
-                "sinks" => config.sinks = section(&key, value, &mut problems, SinkConfig::from_toml),
+                "sinks" => {
+                    config.sinks = section(&key, value, &mut problems, SinkConfig::from_toml)
+                }
                 "plugins" => config.plugins = section(&key, value, &mut problems, typed),
                 "routes" => config.routes = section(&key, value, &mut problems, typed),
                 other => problems.push(format!(
@@ -150,7 +158,10 @@ impl Config {
 fn toml_syntax(e: &toml::de::Error) -> String {
     // toml's message spans several lines with a source excerpt; keep it, but
     // indented so it reads as one problem.
-    format!("TOML syntax: {}", e.to_string().trim_end().replace('\n', "\n    "))
+    format!(
+        "TOML syntax: {}",
+        e.to_string().trim_end().replace('\n', "\n    ")
+    )
 }
 
 /// Deserializes `value` into `T`, recording a problem (with its key path
@@ -175,7 +186,11 @@ pub(crate) fn item<T: DeserializeOwned>(
     }
 }
 
-fn typed<T: DeserializeOwned>(path: &str, value: toml::Value, problems: &mut Vec<String>) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    path: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> Option<T> {
     item(path, value, problems)
 }
 
@@ -188,7 +203,9 @@ fn section<T>(
 ) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     let toml::Value::Table(items) = value else {
-        problems.push(format!("{name}: expected a table of named items ([{name}.NAME])"));
+        problems.push(format!(
+            "{name}: expected a table of named items ([{name}.NAME])"
+        ));
         return out;
     };
     for (item_name, v) in items {
@@ -219,7 +236,10 @@ pub(crate) fn tagged<T>(
             return None;
         }
         None => {
-            problems.push(format!("{path}: missing `type` (one of {})", kinds.join(", ")));
+            problems.push(format!(
+                "{path}: missing `type` (one of {})",
+                kinds.join(", ")
+            ));
             return None;
         }
     };

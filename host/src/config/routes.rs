@@ -52,7 +52,10 @@ impl PortMap {
 impl<'de> Deserialize<'de> for PortMap {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged, expecting = "a list of sink names, or a table of port = [sink names]")]
+        #[serde(
+            untagged,
+            expecting = "a list of sink names, or a table of port = [sink names]"
+        )]
         enum Raw {
             List(Vec<String>),
             Ports(BTreeMap<String, Vec<String>>),

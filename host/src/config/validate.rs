@@ -7,7 +7,14 @@ use super::{Config, OnError};
 
 /// Appends every cross-reference problem in `config` to `problems`.
 pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
-    let sink_names = || config.sinks.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+    let sink_names = || {
+        config
+            .sinks
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (name, plugin) in &config.plugins {
         let at = format!("plugins.{name}");
         if plugin.source().is_none() {
@@ -17,17 +24,21 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             (OnError::DeadLetter, None) => problems.push(format!(
                 "{at}.dead_letter: on_error = \"dead_letter\" needs `dead_letter = \"<sink name>\"`"
             )),
-            (OnError::DeadLetter, Some(sink)) if !config.sinks.contains_key(sink) => problems.push(format!(
-                "{at}.dead_letter: no sink named `{sink}` (sinks: {})",
-                sink_names()
-            )),
+            (OnError::DeadLetter, Some(sink)) if !config.sinks.contains_key(sink) => {
+                problems.push(format!(
+                    "{at}.dead_letter: no sink named `{sink}` (sinks: {})",
+                    sink_names()
+                ))
+            }
             (OnError::Drop | OnError::Stop, Some(_)) => problems.push(format!(
                 "{at}.dead_letter: only used with on_error = \"dead_letter\""
             )),
             _ => {}
         }
         if plugin.memory_limit.0 < 1 << 16 {
-            problems.push(format!("{at}.memory_limit: must be at least 64KiB (one Wasm page)"));
+            problems.push(format!(
+                "{at}.memory_limit: must be at least 64KiB (one Wasm page)"
+            ));
         }
         if plugin.timeout.0.is_zero() {
             problems.push(format!("{at}.timeout: must be more than zero"));
@@ -45,14 +56,24 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             problems.push(format!(
                 "{at}.from: no source named `{}` (sources: {})",
                 route.from,
-                config.sources.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                config
+                    .sources
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         for (i, plugin) in route.through.iter().enumerate() {
             if !config.plugins.contains_key(plugin) {
                 problems.push(format!(
                     "{at}.through[{i}]: no plugin named `{plugin}` (plugins: {})",
-                    config.plugins.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    config
+                        .plugins
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }

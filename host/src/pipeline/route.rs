@@ -111,14 +111,13 @@ impl Outputs {
         dead_letters: impl IntoIterator<Item = String>,
         sinks: &BTreeMap<String, SinkHandle>,
     ) -> Self {
-        let ports = to
-            .0
-            .iter()
-            .map(|(port, names)| {
-                let handles = names.iter().filter_map(|n| sinks.get(n).cloned()).collect();
-                (port.clone(), handles)
-            })
-            .collect();
+        let ports =
+            to.0.iter()
+                .map(|(port, names)| {
+                    let handles = names.iter().filter_map(|n| sinks.get(n).cloned()).collect();
+                    (port.clone(), handles)
+                })
+                .collect();
         let dead_letters = dead_letters
             .into_iter()
             .filter_map(|n| sinks.get(&n).cloned().map(|h| (n, h)))
@@ -130,7 +129,11 @@ impl Outputs {
     }
 
     fn for_port(&self, port: &str) -> Option<&[SinkHandle]> {
-        let key = if port.is_empty() { PortMap::DEFAULT } else { port };
+        let key = if port.is_empty() {
+            PortMap::DEFAULT
+        } else {
+            port
+        };
         self.ports
             .get(key)
             .or_else(|| self.ports.get(PortMap::DEFAULT))
@@ -239,7 +242,9 @@ async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
     for (sink, batch) in dead_letters {
         match worker.outputs.dead_letters.get(&sink) {
             Some(handle) => send(handle, Arc::new(batch), None, pending).await,
-            None => pending.hold().fail(format!("dead-letter sink `{sink}` is not running")),
+            None => pending
+                .hold()
+                .fail(format!("dead-letter sink `{sink}` is not running")),
         }
     }
     if records.is_empty() {
@@ -283,7 +288,12 @@ async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
     }
 }
 
-async fn send(sink: &SinkHandle, batch: Arc<FlatBatch>, select: Option<Vec<u32>>, pending: &Pending) {
+async fn send(
+    sink: &SinkHandle,
+    batch: Arc<FlatBatch>,
+    select: Option<Vec<u32>>,
+    pending: &Pending,
+) {
     let sink_batch = SinkBatch {
         batch,
         select,

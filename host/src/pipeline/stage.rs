@@ -87,7 +87,11 @@ impl Chain {
             .enumerate()
             .map(|(i, spec)| {
                 let stage = format!("{route}/{i}");
-                let labels = [("route", route), ("stage", stage.as_str()), ("plugin", &*spec.plugin.name)];
+                let labels = [
+                    ("route", route),
+                    ("stage", stage.as_str()),
+                    ("plugin", &*spec.plugin.name),
+                ];
                 Stage {
                     spec: spec.clone(),
                     label: format!("{stage}#{worker}").into(),
@@ -126,11 +130,11 @@ impl Chain {
                 }
             };
             stage.counters.records_out.add(batch.len() as u64);
-            if let Some(failed) = failures {
-                if let Err(reason) = stage.fail(failed, &mut out.dead_letters) {
-                    out.stop = Some(reason);
-                    return out;
-                }
+            if let Some(failed) = failures
+                && let Err(reason) = stage.fail(failed, &mut out.dead_letters)
+            {
+                out.stop = Some(reason);
+                return out;
             }
         }
         out.records = batch;
@@ -313,7 +317,11 @@ impl Stage {
     }
 
     /// Applies the stage's `on_error` to `failed`. `Err` means stop the route.
-    fn fail(&self, failed: Failed, dead_letters: &mut Vec<(String, FlatBatch)>) -> Result<(), String> {
+    fn fail(
+        &self,
+        failed: Failed,
+        dead_letters: &mut Vec<(String, FlatBatch)>,
+    ) -> Result<(), String> {
         let count = failed.errors.len();
         self.counters.errored.add(count as u64);
         let first = failed.errors.first().cloned().unwrap_or_default();
@@ -398,7 +406,10 @@ fn check_transform(o: &TransformOutcome, n: usize) -> Result<(), WasmError> {
         return bad("outputs are not in input order".into());
     }
     if let Some(p) = o.ports.iter().find(|&&p| p as usize >= o.port_names.len()) {
-        return bad(format!("port index {p} with {} port names", o.port_names.len()));
+        return bad(format!(
+            "port index {p} with {} port names",
+            o.port_names.len()
+        ));
     }
     check_errors(&o.errors, n)
 }

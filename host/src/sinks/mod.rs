@@ -48,14 +48,18 @@ impl SinkConfig {
         value: toml::Value,
         problems: &mut Vec<String>,
     ) -> Option<Self> {
-        config::tagged(path, value, problems, Self::KINDS, |kind, path, v, problems| {
-            match kind {
+        config::tagged(
+            path,
+            value,
+            problems,
+            Self::KINDS,
+            |kind, path, v, problems| match kind {
                 "sse" => config::item(path, v, problems).map(Self::Sse),
                 "stdout" => config::item(path, v, problems).map(Self::Stdout),
                 "blackhole" => config::item(path, v, problems).map(Self::Blackhole),
                 _ => config::item(path, v, problems).map(Self::File),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -167,7 +171,9 @@ pub async fn build(config: &Config, metrics: &Metrics) -> anyhow::Result<BuiltSi
             records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
             errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
         };
-        built.tasks.push(tokio::spawn(drive(name.clone(), sink, rx, counters)));
+        built
+            .tasks
+            .push(tokio::spawn(drive(name.clone(), sink, rx, counters)));
         built.handles.insert(
             name.clone(),
             SinkHandle {

@@ -112,7 +112,8 @@ impl SseHub {
             next_event: AtomicU64::new(1),
             next_subscriber: AtomicU64::new(0),
             connected: metrics.gauge("sluice_sse_connections", &[("sink", name)]),
-            unmatched: metrics.counter("sluice_sse_records_without_client_total", &[("sink", name)]),
+            unmatched: metrics
+                .counter("sluice_sse_records_without_client_total", &[("sink", name)]),
             closed: AtomicBool::new(false),
         }
     }
@@ -130,11 +131,14 @@ impl SseHub {
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(client.to_owned()).or_default().push(Subscriber {
-            id,
-            tx,
-            lagged: Arc::clone(&lagged),
-        });
+        self.lock()
+            .entry(client.to_owned())
+            .or_default()
+            .push(Subscriber {
+                id,
+                tx,
+                lagged: Arc::clone(&lagged),
+            });
         self.connected.add(1);
         Some(Subscription {
             rx,
@@ -212,7 +216,9 @@ impl SseHub {
 
     fn client_of<'r>(&self, record: &Record<'r>) -> Option<std::borrow::Cow<'r, str>> {
         match &self.config.client_field {
-            Some(field) => sluice_sdk::json::field(record.value(), field).ok().flatten(),
+            Some(field) => sluice_sdk::json::field(record.value(), field)
+                .ok()
+                .flatten(),
             None => record.key_str().map(Into::into),
         }
     }

@@ -42,7 +42,13 @@ fn default_batch_size() -> usize {
     defaults::BATCH_SIZE
 }
 
-const EVENTS: &[&str] = &["login", "order_placed", "order_shipped", "payment_failed", "logout"];
+const EVENTS: &[&str] = &[
+    "login",
+    "order_placed",
+    "order_shipped",
+    "payment_failed",
+    "logout",
+];
 const REGIONS: &[&str] = &["eu", "us", "apac"];
 
 /// The client id of generated record `seq`.
@@ -51,7 +57,13 @@ pub fn client_id(seq: u64, clients: usize) -> String {
 }
 
 /// Appends generated record `seq` (about 110 bytes of JSON) to `batch`.
-pub fn push_event(batch: &mut FlatBatch, seq: u64, clients: usize, now: i64, scratch: &mut Vec<u8>) {
+pub fn push_event(
+    batch: &mut FlatBatch,
+    seq: u64,
+    clients: usize,
+    now: i64,
+    scratch: &mut Vec<u8>,
+) {
     use std::io::Write;
     let client = client_id(seq, clients);
     // splitmix64: cheap, deterministic variety.
@@ -165,13 +177,17 @@ mod tests {
         let mut b = FlatBatch::default();
         let mut scratch = Vec::new();
         for seq in 0..4 {
-            push_event(&mut b, seq, 3, 1000, &mut scratch);
+            push_event(&mut b, seq, 3, 1_700_000_000_000, &mut scratch);
         }
         let r: Vec<_> = b.records().collect();
         assert_eq!(r[3].key_str(), Some("client-0"));
         let v: serde_json::Value = r[1].json().unwrap();
         assert_eq!(v["client_id"], "client-1");
         assert_eq!(v["seq"], 1);
-        assert!((90..140).contains(&r[1].value().len()), "{}", r[1].value().len());
+        assert!(
+            (90..140).contains(&r[1].value().len()),
+            "{}",
+            r[1].value().len()
+        );
     }
 }

@@ -81,12 +81,19 @@ pub struct IngestHandle {
 
 impl std::fmt::Debug for IngestHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestHandle").field("name", &self.name).finish()
+        f.debug_struct("IngestHandle")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl IngestHandle {
-    pub(crate) fn new(name: &str, config: &HttpConfig, output: SourceOutput, metrics: &Metrics) -> Arc<Self> {
+    pub(crate) fn new(
+        name: &str,
+        config: &HttpConfig,
+        output: SourceOutput,
+        metrics: &Metrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
             output: RwLock::new(Some(output)),
@@ -144,7 +151,11 @@ impl IngestHandle {
 }
 
 /// Parses a request into records (see the module docs for the forms).
-pub fn parse_request(query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Result<Vec<IngestRecord>, IngestError> {
+pub fn parse_request(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Vec<IngestRecord>, IngestError> {
     let ndjson = headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -163,10 +174,14 @@ pub fn parse_request(query: Option<&str>, headers: &HeaderMap, body: Bytes) -> R
         } else if name == "sluice-timestamp" {
             let ts = value.to_str().ok().and_then(|v| v.parse().ok());
             record.timestamp = Some(ts.ok_or_else(|| {
-                IngestError::BadRequest("sluice-timestamp must be milliseconds since the epoch".into())
+                IngestError::BadRequest(
+                    "sluice-timestamp must be milliseconds since the epoch".into(),
+                )
             })?);
         } else if let Some(h) = name.strip_prefix("sluice-header-") {
-            record.headers.push((h.to_owned(), value.as_bytes().to_vec()));
+            record
+                .headers
+                .push((h.to_owned(), value.as_bytes().to_vec()));
         }
     }
     for (k, v) in query.map(parse_query).unwrap_or_default() {
@@ -205,7 +220,11 @@ fn parse_ndjson(body: &[u8]) -> Result<Vec<IngestRecord>, IngestError> {
         out.push(IngestRecord {
             key: l.key.map(String::into_bytes),
             value,
-            headers: l.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+            headers: l
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect(),
             timestamp: l.timestamp,
         });
     }
@@ -271,7 +290,11 @@ impl HttpSource {
 
 #[async_trait]
 impl Source for HttpSource {
-    async fn run(self: Box<Self>, _out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    async fn run(
+        self: Box<Self>,
+        _out: SourceOutput,
+        mut shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
         // Requests feed the routes through the handle; this task only
         // closes the door at shutdown so the routes can drain.
         shutdown.recv().await;
@@ -300,7 +323,10 @@ mod tests {
     #[test]
     fn ndjson_lines() {
         let mut h = HeaderMap::new();
-        h.insert(hyper::header::CONTENT_TYPE, "application/x-ndjson".parse().unwrap());
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            "application/x-ndjson".parse().unwrap(),
+        );
         let body = "{\"key\":\"k\",\"value\":{\"a\":1},\"headers\":{\"H\":\"v\"}}\n\n{\"value\":\"text\"}\n";
         let r = parse_request(None, &h, Bytes::from(body)).unwrap();
         assert_eq!(r.len(), 2);
@@ -314,6 +340,9 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(parse_query("a=%41%zz+b&c"), vec![("a".into(), "A%zz b".into()), ("c".into(), String::new())]);
+        assert_eq!(
+            parse_query("a=%41%zz+b&c"),
+            vec![("a".into(), "A%zz b".into()), ("c".into(), String::new())]
+        );
     }
 }

@@ -38,12 +38,16 @@ impl SourceConfig {
         value: toml::Value,
         problems: &mut Vec<String>,
     ) -> Option<Self> {
-        config::tagged(path, value, problems, Self::KINDS, |kind, path, v, problems| {
-            match kind {
+        config::tagged(
+            path,
+            value,
+            problems,
+            Self::KINDS,
+            |kind, path, v, problems| match kind {
                 "generator" => config::item(path, v, problems).map(Self::Generator),
                 _ => config::item(path, v, problems).map(Self::Http),
-            }
-        })
+            },
+        )
     }
 }
 

@@ -11,6 +11,6 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::sluice::plugin::filter_api;
-pub use exports::sluice::plugin::transform_api;
-pub use sluice::plugin::{log, tables, types};
+pub use self::exports::sluice::plugin::filter_api;
+pub use self::exports::sluice::plugin::transform_api;
+pub use self::sluice::plugin::{log, tables, types};

@@ -8,9 +8,9 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine};
 
+use super::WasmError;
 use super::bindings::PluginHost;
 use super::host::StoreState;
-use super::WasmError;
 use crate::config::defaults::EPOCH_TICK;
 
 /// The engine every plugin in this process runs on.
@@ -71,7 +71,9 @@ impl WasmEngine {
     /// Epoch ticks that make up `budget` (at least one).
     pub fn ticks(budget: Duration) -> u64 {
         let tick = EPOCH_TICK.as_nanos().max(1);
-        u64::try_from(budget.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
+        u64::try_from(budget.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Compiles `bytes` (a component), reusing an earlier compilation of the

@@ -105,7 +105,7 @@ impl tables::HostTable for StoreState {
         &mut self,
         name: String,
     ) -> WasmResult<Result<Resource<OpenTable>, tables::TableError>> {
-        if !self.allowed_tables.iter().any(|t| *t == name) {
+        if !self.allowed_tables.contains(&name) {
             return Ok(Err(tables::TableError::NotDeclared(format!(
                 "plugin `{}` may not read table `{name}`: list it in `[plugins.{}] tables`",
                 self.label.plugin, self.label.plugin
@@ -137,7 +137,12 @@ pub struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> WasmResult<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> WasmResult<bool> {
         if desired > self.max_memory {
             self.hit = true;
             return Ok(false);
@@ -145,7 +150,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> WasmResult<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> WasmResult<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -198,10 +208,22 @@ impl StdoutStream for LogStream {
 }
 
 impl tokio::io::AsyncWrite for LogStream {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.tail.push(buf);
-        for line in String::from_utf8_lossy(buf).lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(plugin = &*self.label.plugin, stage = &*self.label.stage, stream = self.stream, "{line}");
+        for line in String::from_utf8_lossy(buf)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            tracing::info!(
+                plugin = &*self.label.plugin,
+                stage = &*self.label.stage,
+                stream = self.stream,
+                "{line}"
+            );
         }
         Poll::Ready(Ok(buf.len()))
     }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::WasmError;
 use super::engine::{WasmEngine, content_hash};
 use super::plugin::{Limits, Plugin};
-use super::WasmError;
 use crate::config::{Config, PluginConfig, PluginSource};
 
 /// A plugin ready to instantiate, and where it came from.
@@ -32,7 +32,11 @@ pub async fn load_plugin(
     let file = match plugin.source() {
         Some(PluginSource::File(p)) => config.resolve(&p),
         Some(PluginSource::Crate(c)) => build_crate(&config.resolve(&c)).await?,
-        None => return Err(WasmError::Load("set exactly one of `path` and `crate`".into())),
+        None => {
+            return Err(WasmError::Load(
+                "set exactly one of `path` and `crate`".into(),
+            ));
+        }
     };
     let bytes = tokio::fs::read(&file)
         .await
@@ -48,7 +52,14 @@ pub async fn load_plugin(
     let plugin = tokio::task::spawn_blocking(move || {
         let hash = content_hash(&bytes);
         let component = WasmEngine::global()?.compile(&hash, &bytes)?;
-        let plugin = Arc::new(Plugin::new(&name, &component, hash, limits, config_json, tables)?);
+        let plugin = Arc::new(Plugin::new(
+            &name,
+            &component,
+            hash,
+            limits,
+            config_json,
+            tables,
+        )?);
         plugin.instantiate(format!("{name}/check").into())?;
         Ok::<_, WasmError>(plugin)
     })
@@ -89,7 +100,9 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display()))
+        })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -103,6 +116,7 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
     }
     stdout
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
         .filter_map(|msg| {
@@ -114,7 +128,7 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
                     .map(PathBuf::from)
             })
         })
-        .last()
+        .next()
         .ok_or_else(|| {
             WasmError::Load(format!(
                 "building {} produced no .wasm; is its crate-type [\"cdylib\", \"rlib\"]?",
@@ -128,7 +142,13 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
 /// the lock that cargo holds on the host's build.
 async fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, WasmError> {
     let out = tokio::process::Command::new(cargo)
-        .args(["locate-project", "--workspace", "--message-format", "plain", "--manifest-path"])
+        .args([
+            "locate-project",
+            "--workspace",
+            "--message-format",
+            "plain",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .output()
         .await

@@ -31,7 +31,9 @@ pub enum WasmError {
     #[error("cannot link the component: {0}")]
     Link(String),
     /// The component exports neither plugin interface.
-    #[error("the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0; build it with sluice-sdk or against wit/worlds.wit")]
+    #[error(
+        "the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0; build it with sluice-sdk or against wit/worlds.wit"
+    )]
     NotAPlugin,
     /// The plugin's `init` refused its config.
     #[error("init failed: {0}")]

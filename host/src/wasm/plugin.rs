@@ -7,10 +7,10 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
+use super::WasmError;
 use super::bindings::{filter_api, transform_api, types};
 use super::engine::WasmEngine;
 use super::host::{InstanceLabel, StoreState};
-use super::WasmError;
 use crate::record::{FlatBatch, Origin, Position};
 use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
 

@@ -45,7 +45,11 @@ impl Transform for JsonTransform {
             )));
         }
         let headers = c.headers.into_iter().collect();
-        Ok(Self { fields, headers, buf: Vec::with_capacity(256) })
+        Ok(Self {
+            fields,
+            headers,
+            buf: Vec::with_capacity(256),
+        })
     }
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {

@@ -62,7 +62,10 @@ mod tests {
         );
         let ports: Vec<_> = (0..3).map(|i| out.port(i)).collect();
         assert_eq!(ports, ["eu", "", ""]);
-        assert_eq!(out.outputs.get(0).unwrap().value(), br#"{"region":"eu-west"}"#);
+        assert_eq!(
+            out.outputs.get(0).unwrap().value(),
+            br#"{"region":"eu-west"}"#
+        );
     }
 
     #[test]

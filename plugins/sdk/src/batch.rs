@@ -215,7 +215,7 @@ impl FlatBatch {
         check_ends("key-ends", &self.key_ends, self.keys.len())?;
         check_ends("value-ends", &self.value_ends, self.values.len())?;
         check_ends("header-ends", &self.header_ends, self.header_bytes.len())?;
-        if self.header_ends.len() % 2 != 0 {
+        if !self.header_ends.len().is_multiple_of(2) {
             return Err(LayoutError("header-ends has an odd length".into()));
         }
         check_ends(
@@ -226,7 +226,9 @@ impl FlatBatch {
         for i in 0..self.header_ends.len() / 2 {
             let (start, stop) = span(&self.header_ends, 2 * i);
             if std::str::from_utf8(&self.header_bytes[start..stop]).is_err() {
-                return Err(LayoutError(format!("header {i} has a name that is not UTF-8")));
+                return Err(LayoutError(format!(
+                    "header {i} has a name that is not UTF-8"
+                )));
             }
         }
         Ok(())
@@ -295,7 +297,11 @@ impl<'a> Record<'a> {
     }
 
     fn flags(&self) -> u8 {
-        self.batch.record_flags.get(self.index).copied().unwrap_or(0)
+        self.batch
+            .record_flags
+            .get(self.index)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The key, or `None` when the record has no key.
@@ -426,7 +432,13 @@ mod tests {
         let mut b = sample();
         let before = b.clone();
         let mark = b.mark();
-        b.push(Position::default(), Some(b"x"), Some(b"y"), 1, [("h", &b"v"[..])]);
+        b.push(
+            Position::default(),
+            Some(b"x"),
+            Some(b"y"),
+            1,
+            [("h", &b"v"[..])],
+        );
         b.rollback(mark);
         assert_eq!(b, before);
     }

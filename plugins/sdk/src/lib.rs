@@ -42,11 +42,13 @@
 //!
 //! A plugin without config can be a plain function:
 //!
-//! ```ignore
+//! ```
 //! #[sluice_sdk::filter]
 //! fn non_empty(record: &sluice_sdk::Record<'_>) -> bool {
 //!     !record.value().is_empty()
 //! }
+//! # let batch = sluice_sdk::testing::TestRecord::new("x").into_batch();
+//! # assert!(non_empty(&batch.get(0).unwrap()));
 //! ```
 //!
 //! # Transforms and output ports
@@ -131,8 +133,8 @@ pub mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use glob::glob_match;
 pub use batch::{FLAG_HAS_KEY, FLAG_NULL_VALUE, FlatBatch, LayoutError, Origin, Position, Record};
+pub use glob::glob_match;
 pub use outcome::{Error, FilterOutcome, InitError, RecordError, TransformOutcome};
 pub use output::{Emit, Output};
 pub use plugin::{Filter, NoConfig, Transform, parse_config, run_filter, run_transform};

@@ -170,10 +170,7 @@ impl<'r> Emit<'_, 'r> {
 
     /// Adds a header (after the copied ones).
     pub fn header(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        self.out
-            .outcome
-            .outputs
-            .push_header(name.as_bytes(), value);
+        self.out.outcome.outputs.push_header(name.as_bytes(), value);
         self
     }
 
@@ -184,7 +181,10 @@ impl<'r> Emit<'_, 'r> {
         let byte_start = if first == 0 {
             0
         } else {
-            batch.header_ends.get(2 * first - 1).map_or(0, |&e| e as usize)
+            batch
+                .header_ends
+                .get(2 * first - 1)
+                .map_or(0, |&e| e as usize)
         };
         batch.header_ends.truncate(2 * first);
         batch.header_bytes.truncate(byte_start);
@@ -251,7 +251,10 @@ mod tests {
             .key(None)
             .header("x", b"y")
             .port("p");
-        out.emit(&r).clear_headers().value_owned(b"owned").timestamp(9);
+        out.emit(&r)
+            .clear_headers()
+            .value_owned(b"owned")
+            .timestamp(9);
         out.emit(&r).null_value();
         let o = out.finish();
         o.outputs.validate().unwrap();

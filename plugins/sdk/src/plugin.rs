@@ -112,7 +112,7 @@ fn index_u32(i: usize) -> u32 {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Cfg {
         #[allow(dead_code)]

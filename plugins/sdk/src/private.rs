@@ -32,9 +32,7 @@ pub fn init_filter<F: Filter>(config: &str) -> Result<(), InitError> {
 pub fn init_transform<T: Transform>(config: &str) -> Result<(), InitError> {
     let mut transform = T::init(parse_config(config)?)?;
     TRANSFORM.with(|slot| {
-        *slot.borrow_mut() = Some(Box::new(move |batch| {
-            run_transform(&mut transform, batch)
-        }));
+        *slot.borrow_mut() = Some(Box::new(move |batch| run_transform(&mut transform, batch)));
     });
     Ok(())
 }
