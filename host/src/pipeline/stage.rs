@@ -190,17 +190,33 @@ impl Stage {
         tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, error = %error, "Plugin instance failed and was discarded; the next batch gets a fresh one.");
     }
 
-    fn filter(&mut self, batch: FlatBatch, ports: &mut Vec<u32>) -> (FlatBatch, Option<Failed>) {
+    /// Calls the plugin and checks what it returned. A failed call (trap,
+    /// limit, malformed result) discards the instance and fails the batch.
+    fn call<O>(
+        &mut self,
+        batch: FlatBatch,
+        run: impl FnOnce(&mut Instance, FlatBatch) -> (FlatBatch, Result<O, WasmError>),
+        check: impl FnOnce(&O, usize) -> Result<(), WasmError>,
+    ) -> (FlatBatch, Result<O, Failed>) {
         let (batch, result) = match self.instance() {
-            Ok(instance) => instance.filter(batch),
+            Ok(instance) => run(instance, batch),
             Err(e) => (batch, Err(e)),
         };
-        let outcome = result.and_then(|o| check_filter(&o, batch.len()).map(|()| o));
-        let outcome = match outcome {
-            Ok(o) => o,
+        match result.and_then(|o| check(&o, batch.len()).map(|()| o)) {
+            Ok(o) => (batch, Ok(o)),
             Err(e) => {
                 self.quarantine(&e);
                 let failed = Failed::whole(&batch, &e);
+                (batch, Err(failed))
+            }
+        }
+    }
+
+    fn filter(&mut self, batch: FlatBatch, ports: &mut Vec<u32>) -> (FlatBatch, Option<Failed>) {
+        let (batch, outcome) = self.call(batch, Instance::filter, check_filter);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(failed) => {
                 ports.clear();
                 return (FlatBatch::new(batch.origin.clone()), Some(failed));
             }
@@ -243,16 +259,10 @@ impl Stage {
         ports: &mut Vec<u32>,
         port_names: &mut Vec<String>,
     ) -> (FlatBatch, Option<Failed>) {
-        let (batch, result) = match self.instance() {
-            Ok(instance) => instance.transform(batch),
-            Err(e) => (batch, Err(e)),
-        };
-        let outcome = result.and_then(|o| check_transform(&o, batch.len()).map(|()| o));
+        let (batch, outcome) = self.call(batch, Instance::transform, check_transform);
         let outcome = match outcome {
             Ok(o) => o,
-            Err(e) => {
-                self.quarantine(&e);
-                let failed = Failed::whole(&batch, &e);
+            Err(failed) => {
                 ports.clear();
                 return (FlatBatch::new(batch.origin.clone()), Some(failed));
             }
@@ -267,10 +277,18 @@ impl Stage {
         // Outputs carry the origin and position of the input they came from,
         // so sinks and dead letters downstream can name it.
         outputs.origin = batch.origin.clone();
-        outputs.positions = inputs
+        outputs.offsets = inputs
             .iter()
-            .map(|&i| batch.positions.get(i as usize).copied().unwrap_or_default())
+            .map(|&i| batch.offsets.get(i as usize).copied().unwrap_or(0))
             .collect();
+        outputs.sequences = if batch.sequences.is_empty() {
+            Vec::new()
+        } else {
+            inputs
+                .iter()
+                .map(|&i| batch.sequences.get(i as usize).copied().unwrap_or(0))
+                .collect()
+        };
         // Map the plugin's port indices onto the route's. An output on the
         // default port keeps the port its input was on.
         let mapped: Vec<u32> = plugin_ports

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{Sink, SinkBatch, SinkError};
-use crate::record::write_envelope;
 
 /// `[sinks.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,11 +45,7 @@ impl FileSink {
 #[async_trait]
 impl Sink for FileSink {
     async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
-        self.buf.clear();
-        for record in batch.records() {
-            write_envelope(&record, &mut self.buf);
-            self.buf.push(b'\n');
-        }
+        super::json_lines(batch, &mut self.buf);
         let io = |source| SinkError::Io {
             sink: self.name.clone(),
             source,

@@ -97,6 +97,15 @@ impl SinkBatch {
     }
 }
 
+/// Appends `batch`'s records to `buf` as JSON lines (the envelope format).
+pub(crate) fn json_lines(batch: &SinkBatch, buf: &mut Vec<u8>) {
+    buf.clear();
+    for record in batch.records() {
+        crate::record::write_envelope(&record, buf);
+        buf.push(b'\n');
+    }
+}
+
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

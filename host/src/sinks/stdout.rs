@@ -5,7 +5,6 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::{Sink, SinkBatch, SinkError};
-use crate::record::write_envelope;
 
 /// `[sinks.NAME]` with `type = "stdout"`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -29,11 +28,7 @@ impl StdoutSink {
 #[async_trait]
 impl Sink for StdoutSink {
     async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
-        self.buf.clear();
-        for record in batch.records() {
-            write_envelope(&record, &mut self.buf);
-            self.buf.push(b'\n');
-        }
+        super::json_lines(batch, &mut self.buf);
         let io = |source| SinkError::Io {
             sink: "stdout".into(),
             source,

@@ -88,21 +88,26 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = plugin_target_dir(&cargo, &manifest).await?;
     tracing::info!(crate_dir = %dir.display(), "Building plugin crate.");
-    let output = tokio::process::Command::new(&cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .arg("--message-format=json-render-diagnostics")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| {
-            WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display()))
-        })?;
+    let build = || {
+        tokio::process::Command::new(&cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .arg("--message-format=json-render-diagnostics")
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .kill_on_drop(true)
+            .output()
+    };
+    let run_err = |e: std::io::Error| {
+        WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display()))
+    };
+    let mut output = build().await.map_err(run_err)?;
+    if !output.status.success() && missing_target(&output.stderr) && add_wasm_target().await {
+        output = build().await.map_err(run_err)?;
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -135,6 +140,29 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
                 dir.display()
             ))
         })
+}
+
+/// Whether cargo failed because the wasm32-wasip2 standard library is not
+/// installed. rust-toolchain.toml names the target, but rustup only fetches
+/// it by itself when auto-install is on.
+fn missing_target(stderr: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stderr);
+    text.contains("target may not be installed") || text.contains("can't find crate for `core`")
+}
+
+async fn add_wasm_target() -> bool {
+    tracing::info!("Installing the wasm32-wasip2 target with rustup.");
+    match tokio::process::Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .await
+    {
+        Ok(status) => status.success(),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot run rustup to add the wasm32-wasip2 target.");
+            false
+        }
+    }
 }
 
 /// Plugins get their own target directory inside the workspace's, so a

@@ -11,7 +11,7 @@ use super::WasmError;
 use super::bindings::{filter_api, transform_api, types};
 use super::engine::WasmEngine;
 use super::host::{InstanceLabel, StoreState};
-use crate::record::{FlatBatch, Origin, Position};
+use crate::record::{FlatBatch, Origin};
 use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
 
 /// Which export a plugin has.
@@ -235,14 +235,8 @@ fn to_wit(b: FlatBatch) -> types::Batch {
             topic: b.origin.topic,
             partition: b.origin.partition,
         },
-        positions: b
-            .positions
-            .into_iter()
-            .map(|p| types::Position {
-                offset: p.offset,
-                sequence: p.sequence,
-            })
-            .collect(),
+        offsets: b.offsets,
+        sequences: b.sequences,
         record_flags: b.record_flags,
         keys: b.keys,
         key_ends: b.key_ends,
@@ -262,14 +256,8 @@ fn from_wit(b: types::Batch) -> FlatBatch {
             topic: b.origin.topic,
             partition: b.origin.partition,
         },
-        positions: b
-            .positions
-            .into_iter()
-            .map(|p| Position {
-                offset: p.offset,
-                sequence: p.sequence,
-            })
-            .collect(),
+        offsets: b.offsets,
+        sequences: b.sequences,
         record_flags: b.record_flags,
         keys: b.keys,
         key_ends: b.key_ends,

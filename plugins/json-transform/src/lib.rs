@@ -24,6 +24,8 @@ pub struct Config {
 
 /// The transform; see the crate docs.
 pub struct JsonTransform {
+    /// Input names, for `json::select`.
+    names: Vec<String>,
     /// (input name, output name as a JSON string literal)
     fields: Vec<(String, String)>,
     headers: Vec<(String, String)>,
@@ -46,6 +48,7 @@ impl Transform for JsonTransform {
         }
         let headers = c.headers.into_iter().collect();
         Ok(Self {
+            names: fields.iter().map(|(n, _)| n.clone()).collect(),
             fields,
             headers,
             buf: Vec::with_capacity(256),
@@ -53,17 +56,27 @@ impl Transform for JsonTransform {
     }
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
-        let input = json::fields(record.value())?;
+        // One slot per field, on the stack for the usual handful of fields.
+        let mut stack = [None; 16];
+        let mut heap = Vec::new();
+        let slots = match stack.get_mut(..self.names.len()) {
+            Some(s) => s,
+            None => {
+                heap.resize(self.names.len(), None);
+                &mut heap[..]
+            }
+        };
+        json::select(record.value(), &self.names, slots)?;
         self.buf.clear();
         self.buf.push(b'{');
-        for (name, quoted) in &self.fields {
-            if let Some(value) = input.get(name.as_str()) {
+        for (value, (_, quoted)) in slots.iter().zip(&self.fields) {
+            if let Some(value) = value {
                 if self.buf.len() > 1 {
                     self.buf.push(b',');
                 }
                 self.buf.extend_from_slice(quoted.as_bytes());
                 self.buf.push(b':');
-                self.buf.extend_from_slice(value.get().as_bytes());
+                self.buf.extend_from_slice(value);
             }
         }
         self.buf.push(b'}');

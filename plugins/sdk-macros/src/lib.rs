@@ -172,7 +172,6 @@ fn export(world: World, ty: &Path) -> Tokens {
                 with: {
                     "sluice:plugin/types@0.1.0/batch": ::sluice_sdk::FlatBatch,
                     "sluice:plugin/types@0.1.0/origin": ::sluice_sdk::Origin,
-                    "sluice:plugin/types@0.1.0/position": ::sluice_sdk::Position,
                     "sluice:plugin/types@0.1.0/record-error": ::sluice_sdk::RecordError,
                     "sluice:plugin/types@0.1.0/filter-result": ::sluice_sdk::FilterOutcome,
                     "sluice:plugin/types@0.1.0/transform-result": ::sluice_sdk::TransformOutcome,

@@ -20,7 +20,7 @@ pub struct Origin {
     pub partition: i32,
 }
 
-/// A record's position in its stream (see the WIT docs of `position`).
+/// A record's position in its stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     /// Kafka offset, Redis entry id milliseconds, or a record counter.
@@ -34,8 +34,10 @@ pub struct Position {
 pub struct FlatBatch {
     /// Where the records came from.
     pub origin: Origin,
-    /// One position per record.
-    pub positions: Vec<Position>,
+    /// One position per record (see [`Position::offset`]).
+    pub offsets: Vec<u64>,
+    /// The Redis entry id sequence of each record; empty when all are 0.
+    pub sequences: Vec<u64>,
     /// One flag byte per record ([`FLAG_HAS_KEY`], [`FLAG_NULL_VALUE`]).
     pub record_flags: Vec<u8>,
     /// All keys, concatenated.
@@ -81,7 +83,8 @@ impl FlatBatch {
     pub fn with_capacity(origin: Origin, records: usize, bytes: usize) -> Self {
         Self {
             origin,
-            positions: Vec::with_capacity(records),
+            offsets: Vec::with_capacity(records),
+            sequences: Vec::new(),
             record_flags: Vec::with_capacity(records),
             keys: Vec::with_capacity(records * 8),
             key_ends: Vec::with_capacity(records),
@@ -159,7 +162,13 @@ impl FlatBatch {
 
     /// Closes the record whose bytes were appended to the buffers.
     pub(crate) fn finish_record(&mut self, position: Position, flags: u8, timestamp: i64) {
-        self.positions.push(position);
+        if position.sequence != 0 && self.sequences.is_empty() {
+            self.sequences.resize(self.offsets.len(), 0);
+        }
+        if !self.sequences.is_empty() {
+            self.sequences.push(position.sequence);
+        }
+        self.offsets.push(position.offset);
         self.record_flags.push(flags);
         self.key_ends.push(end(&self.keys));
         self.value_ends.push(end(&self.values));
@@ -171,7 +180,7 @@ impl FlatBatch {
     /// Lengths of every buffer, for rolling back a partly written record.
     pub(crate) fn mark(&self) -> Mark {
         Mark([
-            self.positions.len(),
+            self.offsets.len(),
             self.keys.len(),
             self.values.len(),
             self.header_bytes.len(),
@@ -182,7 +191,8 @@ impl FlatBatch {
     /// Drops everything appended since `mark`.
     pub(crate) fn rollback(&mut self, mark: Mark) {
         let [records, keys, values, header_bytes, header_ends] = mark.0;
-        self.positions.truncate(records);
+        self.offsets.truncate(records);
+        self.sequences.truncate(records);
         self.record_flags.truncate(records);
         self.key_ends.truncate(records);
         self.value_ends.truncate(records);
@@ -200,7 +210,7 @@ impl FlatBatch {
     pub fn validate(&self) -> Result<(), LayoutError> {
         let n = self.len();
         for (name, len) in [
-            ("positions", self.positions.len()),
+            ("offsets", self.offsets.len()),
             ("record-flags", self.record_flags.len()),
             ("key-ends", self.key_ends.len()),
             ("timestamps", self.timestamps.len()),
@@ -211,6 +221,12 @@ impl FlatBatch {
                     "{name} has {len} entries for {n} records"
                 )));
             }
+        }
+        if !self.sequences.is_empty() && self.sequences.len() != n {
+            return Err(LayoutError(format!(
+                "sequences has {} entries for {n} records (and is not empty)",
+                self.sequences.len()
+            )));
         }
         check_ends("key-ends", &self.key_ends, self.keys.len())?;
         check_ends("value-ends", &self.value_ends, self.values.len())?;
@@ -337,11 +353,10 @@ impl<'a> Record<'a> {
 
     /// Where the record sits in its stream.
     pub fn position(&self) -> Position {
-        self.batch
-            .positions
-            .get(self.index)
-            .copied()
-            .unwrap_or_default()
+        Position {
+            offset: self.batch.offsets.get(self.index).copied().unwrap_or(0),
+            sequence: self.batch.sequences.get(self.index).copied().unwrap_or(0),
+        }
     }
 
     /// The batch's origin.
@@ -425,6 +440,32 @@ mod tests {
         assert_eq!(r[2].value_opt(), None);
         assert_eq!(r[2].header("c"), Some(&b"3"[..]));
         assert_eq!(r[2].timestamp(), 12);
+    }
+
+    #[test]
+    fn sequences_appear_only_when_needed() {
+        let mut b = sample();
+        assert!(b.sequences.is_empty());
+        b.push(
+            Position {
+                offset: 5,
+                sequence: 2,
+            },
+            None,
+            Some(b"x"),
+            0,
+            [],
+        );
+        assert_eq!(b.sequences, [0, 0, 0, 2]);
+        b.validate().unwrap();
+        assert_eq!(
+            b.get(3).unwrap().position(),
+            Position {
+                offset: 5,
+                sequence: 2
+            }
+        );
+        assert_eq!(b.get(0).unwrap().position().sequence, 0);
     }
 
     #[test]

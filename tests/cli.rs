@@ -1,0 +1,109 @@
+//! The `sluice` binary: `run` serves until SIGTERM, then shuts down cleanly
+//! with everything delivered.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn run_serves_until_sigterm_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Find a free port, then hand it to the process through the
+    // SLUICE_LISTEN convention every example uses.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [server]
+        listen = "${SLUICE_LISTEN:-127.0.0.1:8080}"
+        [sources.in]
+        type = "http"
+        [sinks.out]
+        type = "file"
+        path = "out.jsonl"
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&config)
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = eventually(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    assert!(up, "sluice did not start listening");
+    let (status, body) = post_ndjson(
+        addr,
+        "in",
+        &[
+            json!({"key": "a", "value": 1}),
+            json!({"key": "b", "value": 2}),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&exit.stderr);
+    assert!(exit.status.success(), "exit {:?}:\n{log}", exit.status);
+    assert!(log.contains("Shutdown complete."), "{log}");
+    let lines = read_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["value"], 2);
+}
+
+#[test]
+fn check_fails_with_the_key_named_for_a_dangling_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[sources.in]\ntype = \"http\"\n[routes.r]\nfrom = \"in\"\nthrough = [\"nope\"]\nto = [\"gone\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("routes.r.through[0]: no plugin named `nope`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("routes.r.to.default: no sink named `gone`"),
+        "{err}"
+    );
+}
