@@ -39,7 +39,7 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
         "#,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
         .arg(&config)
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))

@@ -15,7 +15,7 @@
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
 //! - [`sources`]: `generator` and `http` ingest.
-//! - [`sinks`]: `sse`, `stdout` and `file`.
+//! - [`sinks`]: `sse`, `file`, `stdout` and `blackhole`, and the sink driver.
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`runtime`]: starting everything from a config, and stopping it.

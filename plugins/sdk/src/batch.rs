@@ -98,21 +98,25 @@ impl FlatBatch {
     }
 
     /// How many records the batch holds.
+    #[inline]
     pub fn len(&self) -> usize {
         self.value_ends.len()
     }
 
     /// Whether the batch holds no records.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.value_ends.is_empty()
     }
 
     /// Record `index`, or `None` past the end.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<Record<'_>> {
         (index < self.len()).then(|| Record::at(self, index))
     }
 
     /// All records, in order.
+    #[inline]
     pub fn records(&self) -> impl ExactSizeIterator<Item = Record<'_>> + '_ {
         (0..self.len()).map(move |i| Record::at(self, i))
     }
@@ -153,6 +157,7 @@ impl FlatBatch {
     }
 
     /// Appends one header to the record being built. Call [`Self::finish_record`] after.
+    #[inline]
     pub(crate) fn push_header(&mut self, name: &[u8], value: &[u8]) {
         self.header_bytes.extend_from_slice(name);
         self.header_ends.push(end(&self.header_bytes));
@@ -161,6 +166,7 @@ impl FlatBatch {
     }
 
     /// Closes the record whose bytes were appended to the buffers.
+    #[inline]
     pub(crate) fn finish_record(&mut self, position: Position, flags: u8, timestamp: i64) {
         if position.sequence != 0 && self.sequences.is_empty() {
             self.sequences.resize(self.offsets.len(), 0);
@@ -255,6 +261,7 @@ impl FlatBatch {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mark([usize; 5]);
 
+#[inline]
 fn end(buf: &[u8]) -> u32 {
     // Batches are capped far below 4 GiB by the host; saturate rather than wrap.
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
@@ -303,15 +310,18 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    #[inline]
     fn at(batch: &'a FlatBatch, index: usize) -> Self {
         Self { batch, index }
     }
 
     /// The record's index in its batch.
+    #[inline]
     pub fn index(&self) -> usize {
         self.index
     }
 
+    #[inline]
     fn flags(&self) -> u8 {
         self.batch
             .record_flags
@@ -321,22 +331,26 @@ impl<'a> Record<'a> {
     }
 
     /// The key, or `None` when the record has no key.
+    #[inline]
     pub fn key(&self) -> Option<&'a [u8]> {
         (self.flags() & FLAG_HAS_KEY != 0)
             .then(|| slice(&self.batch.keys, &self.batch.key_ends, self.index))
     }
 
     /// The key as UTF-8 text, if it has one and it is text.
+    #[inline]
     pub fn key_str(&self) -> Option<&'a str> {
         self.key().and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// The value's bytes; empty for a null value.
+    #[inline]
     pub fn value(&self) -> &'a [u8] {
         slice(&self.batch.values, &self.batch.value_ends, self.index)
     }
 
     /// The value, or `None` when it is null (a tombstone).
+    #[inline]
     pub fn value_opt(&self) -> Option<&'a [u8]> {
         (self.flags() & FLAG_NULL_VALUE == 0).then(|| self.value())
     }
@@ -347,11 +361,13 @@ impl<'a> Record<'a> {
     }
 
     /// Milliseconds since the Unix epoch.
+    #[inline]
     pub fn timestamp(&self) -> i64 {
         self.batch.timestamps.get(self.index).copied().unwrap_or(0)
     }
 
     /// Where the record sits in its stream.
+    #[inline]
     pub fn position(&self) -> Position {
         Position {
             offset: self.batch.offsets.get(self.index).copied().unwrap_or(0),
@@ -360,11 +376,13 @@ impl<'a> Record<'a> {
     }
 
     /// The batch's origin.
+    #[inline]
     pub fn origin(&self) -> &'a Origin {
         &self.batch.origin
     }
 
     /// The headers, in order. Names repeat if the record repeats them.
+    #[inline]
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let batch = self.batch;
         let (first, last) = span(&batch.record_header_ends, self.index);
@@ -376,6 +394,7 @@ impl<'a> Record<'a> {
     }
 
     /// The first header called `name`.
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
     }

@@ -29,6 +29,7 @@ impl Output {
     }
 
     /// Sends `record` on unchanged to the default port.
+    #[inline]
     pub fn forward(&mut self, record: &Record<'_>) {
         self.emit(record);
     }
@@ -50,6 +51,7 @@ impl Output {
     /// # let mut out = Output::new();
     /// out.emit(&record).value(br#"{"n":1}"#).header("kind", b"count").port("stats");
     /// ```
+    #[inline]
     pub fn emit<'o, 'r>(&'o mut self, record: &Record<'r>) -> Emit<'o, 'r> {
         let batch = &mut self.outcome.outputs;
         let start = batch.keys.len();
@@ -70,6 +72,27 @@ impl Output {
             port: 0,
             timestamp: record.timestamp(),
         }
+    }
+
+    /// An output with room for about as much as `input` holds, so a
+    /// one-to-one transform never regrows its buffers mid-batch.
+    pub fn sized_for(input: &crate::FlatBatch) -> Self {
+        let mut out = Self::new();
+        let n = input.len();
+        let b = &mut out.outcome.outputs;
+        b.offsets.reserve(n);
+        b.record_flags.reserve(n);
+        b.key_ends.reserve(n);
+        b.value_ends.reserve(n);
+        b.timestamps.reserve(n);
+        b.record_header_ends.reserve(n);
+        b.keys.reserve(input.keys.len());
+        b.values.reserve(input.values.len());
+        b.header_bytes.reserve(input.header_bytes.len());
+        b.header_ends.reserve(input.header_ends.len());
+        out.outcome.inputs.reserve(n);
+        out.outcome.ports.reserve(n);
+        out
     }
 
     pub(crate) fn begin_input(&mut self, index: u32) -> Mark {
@@ -120,12 +143,14 @@ pub struct Emit<'o, 'r> {
 
 impl<'r> Emit<'_, 'r> {
     /// Replaces the value. The bytes are copied when the record is emitted.
+    #[inline]
     pub fn value(&mut self, value: &'r [u8]) -> &mut Self {
         self.value = Some(Some(value));
         self
     }
 
     /// Replaces the value with bytes the builder copies now.
+    #[inline]
     pub fn value_owned(&mut self, value: &[u8]) -> &mut Self {
         // Write straight into the batch: later writes of this record only
         // touch the other buffers, so the bytes stay this record's.
@@ -169,6 +194,7 @@ impl<'r> Emit<'_, 'r> {
     }
 
     /// Adds a header (after the copied ones).
+    #[inline]
     pub fn header(&mut self, name: &str, value: &[u8]) -> &mut Self {
         self.out.outcome.outputs.push_header(name.as_bytes(), value);
         self
@@ -205,6 +231,7 @@ impl<'r> Emit<'_, 'r> {
 }
 
 impl Drop for Emit<'_, '_> {
+    #[inline]
     fn drop(&mut self) {
         let input = self.out.input;
         let outcome = &mut self.out.outcome;

@@ -94,7 +94,7 @@ pub fn run_filter<F: Filter>(filter: &mut F, batch: &FlatBatch) -> FilterOutcome
 
 /// Runs `transform` over every record of `batch`.
 pub fn run_transform<T: Transform>(transform: &mut T, batch: &FlatBatch) -> TransformOutcome {
-    let mut out = Output::new();
+    let mut out = Output::sized_for(batch);
     for record in batch.records() {
         let mark = out.begin_input(index_u32(record.index()));
         if let Err(e) = transform.transform(&record, &mut out) {
