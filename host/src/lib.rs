@@ -14,14 +14,17 @@
 //! - [`record`]: the flat batch and record types (shared with the SDK).
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
-//! - [`sources`]: `generator` and `http` ingest.
-//! - [`sinks`]: `sse`, `file`, `stdout` and `blackhole`, and the sink driver.
+//! - [`sources`]: `generator`, `http` ingest and `kafka`.
+//! - [`sinks`]: `sse`, `kafka`, `file`, `stdout` and `blackhole`, and the sink driver.
+//! - [`kafka`]: the embedded broker and client settings Kafka parts share.
+//! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`runtime`]: starting everything from a config, and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
 pub mod config;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
@@ -30,4 +33,5 @@ pub mod server;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod template;
 pub mod wasm;

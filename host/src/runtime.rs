@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, OnError};
+use crate::kafka::{EMBEDDED, EMBEDDED_PARTITIONS, EmbeddedKafka};
 use crate::metrics::Metrics;
 use crate::pipeline::{Outputs, StageSpec, route};
 use crate::server::{self, AppState};
@@ -22,6 +23,7 @@ use crate::shutdown::{self, ShutdownTrigger};
 use crate::sinks::{self, SseHub};
 use crate::sources::generator::GeneratorSource;
 use crate::sources::http::HttpSource;
+use crate::sources::kafka::KafkaSource;
 use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
 use crate::wasm::{LoadedPlugin, load_plugin};
 
@@ -40,6 +42,7 @@ pub struct Running {
     hubs: Vec<Arc<SseHub>>,
     server: JoinHandle<()>,
     grace: Duration,
+    embedded: Option<EmbeddedKafka>,
 }
 
 /// Loads every plugin in `config`, reporting all that fail at once.
@@ -74,7 +77,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let plugins = load_plugins(&config).await?;
-    let sinks = sinks::build(&config, &metrics).await?;
+    let embedded = start_embedded(&config)?;
+    let sinks = sinks::build(&config, &metrics, embedded.as_ref()).await?;
     let (trigger, shutdown) = shutdown::channel();
 
     let mut route_inputs: BTreeMap<&str, Vec<_>> = BTreeMap::new();
@@ -122,6 +126,10 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
                 ingest.insert(name.clone(), Arc::clone(&handle));
                 Box::new(HttpSource::new(handle))
             }
+            SourceConfig::Kafka(c) => Box::new(
+                KafkaSource::new(name, c.clone(), embedded.as_ref(), &metrics)
+                    .with_context(|| format!("sources.{name}"))?,
+            ),
         };
         let name = name.clone();
         let shutdown = shutdown.clone();
@@ -159,7 +167,42 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         hubs,
         server,
         grace,
+        embedded,
     })
+}
+
+/// Starts the embedded broker if any Kafka part names it, and creates the
+/// topics the config names, so consumers find them at once.
+fn start_embedded(config: &Config) -> anyhow::Result<Option<EmbeddedKafka>> {
+    let mut topics = Vec::new();
+    let mut wanted = false;
+    for source in config.sources.values() {
+        if let SourceConfig::Kafka(k) = source
+            && k.bootstrap_servers == EMBEDDED
+        {
+            wanted = true;
+            topics.extend(k.topics.iter().filter(|t| !t.starts_with('^')).cloned());
+        }
+    }
+    for sink in config.sinks.values() {
+        if let sinks::SinkConfig::Kafka(k) = sink
+            && k.bootstrap_servers == EMBEDDED
+        {
+            wanted = true;
+            topics.extend(k.topic.fixed().map(str::to_owned));
+        }
+    }
+    if !wanted {
+        return Ok(None);
+    }
+    let broker = EmbeddedKafka::start().map_err(anyhow::Error::msg)?;
+    for topic in &topics {
+        broker
+            .create_topic(topic, EMBEDDED_PARTITIONS)
+            .map_err(anyhow::Error::msg)?;
+    }
+    tracing::info!(bootstrap = %broker.bootstrap_servers(), ?topics, "Embedded Kafka broker (librdkafka mock cluster) is up; other Kafka clients on this machine can use it.");
+    Ok(Some(broker))
 }
 
 fn announce(config: &Config, addr: SocketAddr) {
@@ -170,6 +213,12 @@ fn announce(config: &Config, addr: SocketAddr) {
                 source = %name,
                 "Generator emits events for client ids client-0 … client-{}.",
                 g.clients.max(1) - 1
+            ),
+            SourceConfig::Kafka(k) => tracing::info!(
+                source = %name,
+                topics = ?k.topics,
+                group = %k.group_id,
+                "Kafka source."
             ),
             SourceConfig::Http(_) => tracing::info!(
                 source = %name,
@@ -206,6 +255,8 @@ impl Running {
                 hub.close();
             }
             let _ = self.server.await;
+            // Last: sources have committed and sinks flushed through it.
+            drop(self.embedded);
         };
         match tokio::time::timeout(grace + Duration::from_secs(1), drain).await {
             Ok(()) => {
@@ -216,6 +267,11 @@ impl Running {
                 bail!("shutdown did not finish within {grace:?}; some records may be redelivered")
             }
         }
+    }
+
+    /// The embedded broker's address, if one runs.
+    pub fn embedded_kafka(&self) -> Option<&str> {
+        self.embedded.as_ref().map(EmbeddedKafka::bootstrap_servers)
     }
 
     /// Resolves when every source has finished by itself (for example a

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,8 +75,19 @@ pub fn config(text: &str, base: &Path) -> Config {
     Config::parse(text, base, |_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Starts Sluice from `text` on a free loopback port.
 pub async fn start(text: &str, base: &Path) -> Running {
+    init_logging();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     runtime::start_with_listener(config(text, base), listener)
         .await

@@ -7,6 +7,7 @@
 
 mod blackhole;
 mod file;
+mod kafka;
 pub mod sse;
 mod stdout;
 
@@ -24,6 +25,7 @@ use crate::record::{FlatBatch, Record};
 
 pub use blackhole::BlackholeConfig;
 pub use file::FileConfig;
+pub use kafka::KafkaSinkConfig;
 pub use sse::{SseConfig, SseHub};
 pub use stdout::StdoutConfig;
 
@@ -38,10 +40,12 @@ pub enum SinkConfig {
     File(FileConfig),
     /// `type = "blackhole"`.
     Blackhole(BlackholeConfig),
+    /// `type = "kafka"`.
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
-    const KINDS: &'static [&'static str] = &["sse", "stdout", "file", "blackhole"];
+    const KINDS: &'static [&'static str] = &["sse", "stdout", "file", "blackhole", "kafka"];
 
     pub(crate) fn from_toml(
         path: &str,
@@ -57,6 +61,7 @@ impl SinkConfig {
                 "sse" => config::item(path, v, problems).map(Self::Sse),
                 "stdout" => config::item(path, v, problems).map(Self::Stdout),
                 "blackhole" => config::item(path, v, problems).map(Self::Blackhole),
+                "kafka" => config::item(path, v, problems).map(Self::Kafka),
                 _ => config::item(path, v, problems).map(Self::File),
             },
         )
@@ -109,6 +114,14 @@ pub(crate) fn json_lines(batch: &SinkBatch, buf: &mut Vec<u8>) {
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// A broker refused or lost the records.
+    #[error("sink `{sink}`: {reason}")]
+    Delivery {
+        /// The sink.
+        sink: String,
+        /// What happened.
+        reason: String,
+    },
     /// Writing failed.
     #[error("I/O error in sink `{sink}`: {source}")]
     Io {
@@ -153,7 +166,11 @@ pub struct BuiltSinks {
 }
 
 /// Starts every sink in `config`.
-pub async fn build(config: &Config, metrics: &Metrics) -> anyhow::Result<BuiltSinks> {
+pub async fn build(
+    config: &Config,
+    metrics: &Metrics,
+    embedded: Option<&crate::kafka::EmbeddedKafka>,
+) -> anyhow::Result<BuiltSinks> {
     use anyhow::Context;
     let mut built = BuiltSinks {
         handles: BTreeMap::new(),
@@ -169,6 +186,10 @@ pub async fn build(config: &Config, metrics: &Metrics) -> anyhow::Result<BuiltSi
             }
             SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
             SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
+            SinkConfig::Kafka(c) => Box::new(
+                kafka::KafkaSink::new(name, c, embedded)
+                    .with_context(|| format!("cannot create the producer of sinks.{name}"))?,
+            ),
             SinkConfig::File(c) => Box::new(
                 file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
                     .await

@@ -8,6 +8,7 @@
 
 pub mod generator;
 pub mod http;
+pub mod kafka;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::shutdown::Shutdown;
 
 pub use generator::GeneratorConfig;
 pub use http::{HttpConfig, IngestHandle};
+pub use kafka::KafkaSourceConfig;
 
 /// `[sources.NAME]`: one variant per `type`.
 #[derive(Debug, Clone)]
@@ -28,10 +30,12 @@ pub enum SourceConfig {
     Generator(GeneratorConfig),
     /// `type = "http"`.
     Http(HttpConfig),
+    /// `type = "kafka"`.
+    Kafka(KafkaSourceConfig),
 }
 
 impl SourceConfig {
-    const KINDS: &'static [&'static str] = &["generator", "http"];
+    const KINDS: &'static [&'static str] = &["generator", "http", "kafka"];
 
     pub(crate) fn from_toml(
         path: &str,
@@ -45,6 +49,7 @@ impl SourceConfig {
             Self::KINDS,
             |kind, path, v, problems| match kind {
                 "generator" => config::item(path, v, problems).map(Self::Generator),
+                "kafka" => config::item(path, v, problems).map(Self::Kafka),
                 _ => config::item(path, v, problems).map(Self::Http),
             },
         )

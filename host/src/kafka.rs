@@ -1,0 +1,134 @@
+//! What Kafka sources and sinks share: the embedded broker and client
+//! settings.
+//!
+//! `bootstrap_servers = "embedded"` runs librdkafka's in-process mock
+//! cluster, so a config (like the quickstart) can go through real Kafka
+//! protocol without installing a broker. It is for trying things out: it keeps
+//! everything in memory and is gone when Sluice stops.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rdkafka::ClientConfig;
+
+/// The `bootstrap_servers` value that selects the embedded broker.
+pub const EMBEDDED: &str = "embedded";
+
+/// Partitions of each topic Sluice creates on the embedded broker.
+pub const EMBEDDED_PARTITIONS: i32 = 4;
+
+enum Command {
+    CreateTopic(String, i32, mpsc::Sender<Result<(), String>>),
+    Stop,
+}
+
+/// The embedded broker. The mock cluster is not `Send`, so it lives on a
+/// thread of its own and takes commands from there.
+pub struct EmbeddedKafka {
+    bootstrap: String,
+    commands: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EmbeddedKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKafka")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl EmbeddedKafka {
+    /// Starts a one-broker mock cluster on a loopback port.
+    pub fn start() -> Result<Self, String> {
+        let (commands, rx) = mpsc::channel::<Command>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sluice-embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(format!("cannot start the embedded broker: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                while let Ok(cmd) = rx.recv() {
+                    match cmd {
+                        Command::CreateTopic(name, partitions, reply) => {
+                            let r = cluster
+                                .create_topic(&name, partitions, 1)
+                                .map_err(|e| format!("cannot create topic `{name}`: {e}"));
+                            let _ = reply.send(r);
+                        }
+                        Command::Stop => break,
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the embedded broker thread: {e}"))?;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| "the embedded broker thread died".to_owned())??;
+        Ok(Self {
+            bootstrap,
+            commands,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address other Kafka clients can use.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Creates `topic` with `partitions` partitions (an existing topic is fine).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .send(Command::CreateTopic(topic.to_owned(), partitions, tx))
+            .map_err(|_| "the embedded broker has stopped".to_owned())?;
+        rx.recv()
+            .map_err(|_| "the embedded broker has stopped".to_owned())?
+    }
+}
+
+impl Drop for EmbeddedKafka {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A librdkafka config: Sluice's settings for `bootstrap`, then the user's
+/// `options` on top (they win).
+pub fn client_config(
+    bootstrap: &str,
+    defaults: &[(&str, String)],
+    options: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in defaults {
+        c.set(*k, v);
+    }
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// `bootstrap_servers` with `embedded` replaced by the embedded broker.
+pub fn resolve(bootstrap: &str, embedded: Option<&EmbeddedKafka>) -> Result<String, String> {
+    if bootstrap == EMBEDDED {
+        embedded
+            .map(|e| e.bootstrap_servers().to_owned())
+            .ok_or_else(|| "the embedded broker is not running".to_owned())
+    } else {
+        Ok(bootstrap.to_owned())
+    }
+}

@@ -1,0 +1,151 @@
+//! `type = "kafka"`: produce to a topic, fixed or filled from each record.
+//!
+//! Key, value (null stays null), headers and timestamp are kept. The
+//! idempotent producer is on and keyed records are partitioned with
+//! murmur2, as Java clients do, so topics stay co-partitioned with Kafka
+//! Streams apps. A batch is acknowledged when every record's delivery report
+//! is a success; any failure fails the batch (and so holds its source).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::Deserialize;
+
+use super::{Sink, SinkBatch, SinkError};
+use crate::config::HumanDuration;
+use crate::kafka::{self, EmbeddedKafka};
+use crate::template::Template;
+
+/// `[sinks.NAME]` with `type = "kafka"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `host:port,...`, or `"embedded"` for the in-process broker.
+    pub bootstrap_servers: String,
+    /// The topic: fixed (`"orders"`) or a template (`"orders-{field.region}"`,
+    /// `"{header.topic}"`, `"user-{key}"`).
+    pub topic: Template,
+    /// How long librdkafka may keep retrying one record before its delivery
+    /// fails (`message.timeout.ms`).
+    #[serde(default = "default_delivery_timeout")]
+    pub delivery_timeout: HumanDuration,
+    /// librdkafka settings, passed through as they are (they override
+    /// Sluice's).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_delivery_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+pub(super) struct KafkaSink {
+    name: String,
+    producer: FutureProducer,
+    topic: Template,
+}
+
+impl KafkaSink {
+    pub(super) fn new(
+        name: &str,
+        config: &KafkaSinkConfig,
+        embedded: Option<&EmbeddedKafka>,
+    ) -> anyhow::Result<Self> {
+        let bootstrap =
+            kafka::resolve(&config.bootstrap_servers, embedded).map_err(anyhow::Error::msg)?;
+        let defaults = [
+            ("enable.idempotence", "true".to_owned()),
+            ("acks", "all".to_owned()),
+            // Java's default partitioner for keyed records.
+            ("partitioner", "murmur2_random".to_owned()),
+            ("linger.ms", "5".to_owned()),
+            (
+                "message.timeout.ms",
+                config.delivery_timeout.0.as_millis().to_string(),
+            ),
+        ];
+        let producer: FutureProducer =
+            kafka::client_config(&bootstrap, &defaults, &config.options).create()?;
+        Ok(Self {
+            name: name.to_owned(),
+            producer,
+            topic: config.topic.clone(),
+        })
+    }
+
+    fn error(&self, reason: String) -> SinkError {
+        SinkError::Delivery {
+            sink: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+        let fixed = self.topic.fixed().map(str::to_owned);
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for record in batch.records() {
+            let topic = match &fixed {
+                Some(t) => t.clone(),
+                None => self
+                    .topic
+                    .render(&record)
+                    .map_err(|e| self.error(e.to_string()))?,
+            };
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in record.headers() {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            let mut message: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                .timestamp(record.timestamp())
+                .headers(headers);
+            if let Some(key) = record.key() {
+                message = message.key(key);
+            }
+            if let Some(value) = record.value_opt() {
+                message = message.payload(value);
+            }
+            loop {
+                match self.producer.send_result(message) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: let it drain a little.
+                        message = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => {
+                        return Err(self.error(format!("cannot enqueue to `{topic}`: {e}")));
+                    }
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.error(format!("delivery failed: {e}"))),
+                Err(_) => return Err(self.error("the producer dropped a delivery report".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10)))
+            .await
+            .map_err(|e| self.error(e.to_string()))?
+            .map_err(|e| self.error(format!("flush: {e}")))
+    }
+}
