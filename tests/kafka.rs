@@ -201,3 +201,114 @@ async fn a_failing_sink_leaves_offsets_uncommitted_and_a_restart_redelivers() {
         .sum();
     assert_eq!(total, 40);
 }
+
+/// Two `sluice run` processes in one group share the partitions; when one is
+/// killed (SIGKILL, no goodbye), the other takes its partitions over from
+/// the committed offsets and every record is delivered at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_group_and_the_survivor_takes_over() {
+    use std::process::{Command, Stdio};
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = (unique("in"), unique("group"));
+    broker.create_topic(&topic, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |name: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+                [server]
+                listen = "127.0.0.1:0"
+                [sources.in]
+                type = "kafka"
+                bootstrap_servers = "{bootstrap}"
+                topics = ["{topic}"]
+                group_id = "{group}"
+                commit_interval = "100ms"
+                options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+                [sinks.out]
+                type = "file"
+                path = "{name}.jsonl"
+                [routes.r]
+                from = "in"
+                to = ["out"]
+                "#
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn("a");
+    let mut b = spawn("b");
+    let (file_a, file_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let n_of = |path: &std::path::Path| -> Vec<u64> {
+        read_lines(path).iter().map(|l| l["value"]["n"].as_u64().unwrap()).collect()
+    };
+
+    // Keep producing until both members have records: then both hold partitions.
+    let mut produced = 0;
+    let shared = eventually_async(Duration::from_secs(40), || {
+        let bootstrap = bootstrap.clone();
+        let topic = topic.clone();
+        let start = produced;
+        produced += 40;
+        let (fa, fb) = (file_a.clone(), file_b.clone());
+        async move {
+            let batch: Vec<_> = input(start + 40).into_iter().skip(start).collect();
+            produce(&bootstrap, &topic, &batch).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            !read_lines(&fa).is_empty() && !read_lines(&fb).is_empty()
+        }
+    })
+    .await;
+    assert!(shared, "both processes should get partitions");
+
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let before = produced;
+    let more: Vec<_> = input(before + 200).into_iter().skip(before).collect();
+    produce(&bootstrap, &topic, &more).await;
+    let total = before + 200;
+    let all = eventually(Duration::from_secs(60), || {
+        let mut seen: Vec<u64> = n_of(&file_a);
+        seen.extend(n_of(&file_b));
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == total
+    })
+    .await;
+    let _ = Command::new("kill").args(["-TERM", &b.id().to_string()]).status();
+    b.wait().unwrap();
+    let mut seen: Vec<u64> = n_of(&file_a);
+    seen.extend(n_of(&file_b));
+    seen.sort_unstable();
+    seen.dedup();
+    assert!(all, "records missing: have {} of {total}", seen.len());
+    // The survivor took over: it has records produced after the kill on
+    // every partition, including the ones the killed member held.
+    let late: Vec<u64> = n_of(&file_b).into_iter().filter(|n| *n as usize >= before).collect();
+    assert!(late.len() >= 200, "survivor delivered {} of the 200 late records", late.len());
+}
+
+/// Like [`eventually`], for a check that is itself async (and may act).
+async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+    }
+    false
+}

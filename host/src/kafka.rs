@@ -59,9 +59,10 @@ impl EmbeddedKafka {
                 while let Ok(cmd) = rx.recv() {
                     match cmd {
                         Command::CreateTopic(name, partitions, reply) => {
-                            let r = cluster
-                                .create_topic(&name, partitions, 1)
-                                .map_err(|e| format!("cannot create topic `{name}`: {e}"));
+                            let r = match cluster.create_topic(&name, partitions, 1) {
+                                Err(e) if e.to_string().contains("TopicAlreadyExists") => Ok(()),
+                                r => r.map_err(|e| format!("cannot create topic `{name}`: {e}")),
+                            };
                             let _ = reply.send(r);
                         }
                         Command::Stop => break,

@@ -195,6 +195,8 @@ fn start_embedded(config: &Config) -> anyhow::Result<Option<EmbeddedKafka>> {
     if !wanted {
         return Ok(None);
     }
+    topics.sort();
+    topics.dedup();
     let broker = EmbeddedKafka::start().map_err(anyhow::Error::msg)?;
     for topic in &topics {
         broker
