@@ -3,11 +3,25 @@
 # Rust toolchain, then runs every test in the workspace.
 #
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
-# tests), coreutils' mkfifo (the slow-sink test). Nothing else: the tests
-# start everything they talk to themselves.
+# tests) and coreutils' mkfifo (the slow-sink test). Nothing else: the tests
+# start everything they talk to themselves (Kafka is librdkafka's in-process
+# mock cluster unless SLUICE_TEST_KAFKA names a broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 
-cargo test --workspace --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# cargo prints one result line per test binary, the last often for a crate
+# with no doctests; end with the total.
+passed=$(grep -E '^test result:' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -E '^test result:' "$log" | awk '{s += $6} END {print s + 0}')
+echo
+echo "${passed} passed, ${failed} failed"
+exit "$status"

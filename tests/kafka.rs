@@ -13,7 +13,7 @@ use common::*;
 
 const PARTITIONS: i32 = 3;
 
-fn input(n: usize) -> Vec<(String, String, Vec<(String, String)>, i64)> {
+fn input(n: usize) -> Vec<Input> {
     (0..n)
         .map(|i| {
             let key = format!("k{}", i % 10);
@@ -250,7 +250,10 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     let mut b = spawn("b");
     let (file_a, file_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
     let n_of = |path: &std::path::Path| -> Vec<u64> {
-        read_lines(path).iter().map(|l| l["value"]["n"].as_u64().unwrap()).collect()
+        read_lines(path)
+            .iter()
+            .map(|l| l["value"]["n"].as_u64().unwrap())
+            .collect()
     };
 
     // Keep producing until both members have records: then both hold partitions.
@@ -285,7 +288,9 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
         seen.len() == total
     })
     .await;
-    let _ = Command::new("kill").args(["-TERM", &b.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status();
     b.wait().unwrap();
     let mut seen: Vec<u64> = n_of(&file_a);
     seen.extend(n_of(&file_b));
@@ -294,8 +299,15 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     assert!(all, "records missing: have {} of {total}", seen.len());
     // The survivor took over: it has records produced after the kill on
     // every partition, including the ones the killed member held.
-    let late: Vec<u64> = n_of(&file_b).into_iter().filter(|n| *n as usize >= before).collect();
-    assert!(late.len() >= 200, "survivor delivered {} of the 200 late records", late.len());
+    let late: Vec<u64> = n_of(&file_b)
+        .into_iter()
+        .filter(|n| *n as usize >= before)
+        .collect();
+    assert!(
+        late.len() >= 200,
+        "survivor delivered {} of the 200 late records",
+        late.len()
+    );
 }
 
 /// Like [`eventually`], for a check that is itself async (and may act).
@@ -311,4 +323,51 @@ where
         }
     }
     false
+}
+
+/// `examples/kafka-fanout.toml`, end to end on its embedded broker: orders of
+/// known clients go to the topic of their region, others are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_fanout_example_routes_orders_by_region() {
+    init_logging();
+    let path = workspace().join("examples").join("kafka-fanout.toml");
+    let config = sluice::config::Config::load(&path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sluice::runtime::start_with_listener(config, listener)
+        .await
+        .unwrap();
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    let order = |client: &str, region: &str, n: u32| {
+        let value = format!(r#"{{"client_id":"{client}","region":"{region}","n":{n}}}"#);
+        (client.to_owned(), value, vec![], 1_000 + i64::from(n))
+    };
+    let orders = vec![
+        order("client-1", "eu", 1),
+        order("client-9", "eu", 2),
+        order("vip-7", "us", 3),
+        order("client-2", "apac", 4),
+        order("client-1", "eu", 5),
+    ];
+    produce(&bootstrap, "orders", &orders).await;
+    let read = |topic: &'static str, n: usize| {
+        let b = bootstrap.clone();
+        tokio::task::spawn_blocking(move || consume(&b, topic, n, Duration::from_secs(30)))
+    };
+    let europe = read("orders-europe", 2).await.unwrap();
+    let americas = read("orders-americas", 1).await.unwrap();
+    let apac = read("orders-apac", 1).await.unwrap();
+    running.shutdown().await.unwrap();
+    let ns = |recs: &[Rec]| -> Vec<String> {
+        let mut v: Vec<_> = recs.iter().map(|r| r.value.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ns(&europe), [orders[0].1.clone(), orders[4].1.clone()]);
+    assert_eq!(ns(&americas), [orders[2].1.clone()]);
+    assert_eq!(
+        ns(&apac),
+        [orders[3].1.clone()],
+        "unmapped regions use the templated default topic"
+    );
+    assert!(europe.iter().all(|r| r.key.as_deref() == Some("client-1")));
 }

@@ -81,13 +81,12 @@ pub struct Rec {
     pub offset: i64,
 }
 
+/// A record to produce: key, value, headers, timestamp (ms).
+pub type Input = (String, String, Vec<(String, String)>, i64);
+
 /// Produces `(key, value, headers, timestamp)` records, partitioned by key
 /// with murmur2 (as Java clients do); returns their partitions.
-pub async fn produce(
-    bootstrap: &str,
-    topic: &str,
-    records: &[(String, String, Vec<(String, String)>, i64)],
-) -> Vec<i32> {
+pub async fn produce(bootstrap: &str, topic: &str, records: &[Input]) -> Vec<i32> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("partitioner", "murmur2_random")

@@ -232,10 +232,10 @@ impl Source for KafkaSource {
                         });
                         push_message(&mut f.batch, &m);
                         f.last_offset = m.offset();
-                        if f.batch.len() >= self.config.batch_size.max(1) {
-                            if let Some(f) = filling.remove(&key) {
-                                self.flush(&consumer, &out, &mut tracker, &done_tx, key, f).await;
-                            }
+                        if f.batch.len() >= self.config.batch_size.max(1)
+                            && let Some(f) = filling.remove(&key)
+                        {
+                            self.flush(&consumer, &out, &mut tracker, &done_tx, key, f).await;
                         }
                     }
                     Err(e) => {

@@ -1,0 +1,209 @@
+//! Kafka → client-filter → Kafka: Sluice (Wasm filter, at-least-once
+//! commits) against a hand-written librdkafka consume-filter-produce loop
+//! doing the same work natively, on the same broker, in one run.
+//!
+//!     cargo bench -p sluice --bench kafka
+//!     SLUICE_BENCH_KAFKA=host:port cargo bench -p sluice --bench kafka   # external broker
+//!
+//! 100-byte values keyed by one of 10 client ids; the filter keeps 5.
+//! Both sides read the same topic with their own group and write their own
+//! output topic; Sluice's time runs from `start` returning until its sink
+//! has every kept record; the native loop's until its producer is flushed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::config::Config;
+use sluice::kafka::EmbeddedKafka;
+
+// librdkafka's mock broker keeps only a few MB per partition (older
+// segments are dropped), so stay well under that.
+const RECORDS: usize = 80_000;
+const PARTITIONS: i32 = 4;
+const KEEP: [&str; 5] = ["client-0", "client-2", "client-4", "client-6", "client-8"];
+
+fn fill(bootstrap: &str, topic: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(90));
+    for i in 0..RECORDS {
+        let key = format!("client-{}", i % 10);
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&value)) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let total: i64 = (0..PARTITIONS)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum();
+    assert_eq!(
+        total, RECORDS as i64,
+        "the broker kept {total} of {RECORDS} records"
+    );
+}
+
+/// The native baseline: consume, keep the 5 clients, produce, commit.
+fn native(bootstrap: &str, from: &str, to: &str) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-native")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("max.partition.fetch.bytes", (16 << 20).to_string())
+        .create()
+        .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[from]).unwrap();
+    let start = Instant::now();
+    let mut seen = 0;
+    while seen < RECORDS {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        seen += 1;
+        let key = m.key().unwrap_or_default();
+        if KEEP.iter().any(|k| k.as_bytes() == key) {
+            let mut record = BaseRecord::to(to)
+                .key(key)
+                .payload(m.payload().unwrap_or_default());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    start.elapsed()
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let embedded;
+    let bootstrap = match std::env::var("SLUICE_BENCH_KAFKA") {
+        Ok(b) if !b.is_empty() => b,
+        _ => {
+            embedded = EmbeddedKafka::start().unwrap();
+            for t in ["in", "out-native", "out-sluice"] {
+                embedded.create_topic(t, PARTITIONS).unwrap();
+            }
+            embedded.bootstrap_servers().to_owned()
+        }
+    };
+    fill(&bootstrap, "in");
+    println!(
+        "input: {RECORDS} records of 100 bytes in `in` ({PARTITIONS} partitions) at {bootstrap}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["in"]
+        group_id = "bench-sluice"
+        batch_size = 1024
+        [plugins.keep]
+        crate = "{root}/client-filter"
+        config = {{ clients = ["client-0", "client-2", "client-4", "client-6", "client-8"] }}
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topic = "out-sluice"
+        [routes.r]
+        from = "in"
+        through = ["keep"]
+        to = ["out"]
+        "#,
+        root = root.display()
+    );
+    let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
+    // Load (build, compile) the plugin before timing.
+    rt.block_on(sluice::runtime::load_plugins(&config)).unwrap();
+
+    let took_sluice = rt.block_on(async {
+        // The source subscribes at the end of `start`; time from there.
+        let running = sluice::runtime::start(config).await.unwrap();
+        let started = Instant::now();
+        let metrics = running.metrics.clone();
+        let done = || {
+            metrics
+                .value("sluice_sink_records_total", &[("sink", "out")])
+                .unwrap_or(0)
+        };
+        let mut last_report = Instant::now();
+        while done() < (RECORDS / 2) as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if last_report.elapsed() > Duration::from_secs(5) {
+                last_report = Instant::now();
+                let read = metrics.value("sluice_source_records_total", &[("source", "in")]);
+                eprintln!("... read {read:?}, delivered {}", done());
+            }
+        }
+        let took = started.elapsed();
+        running.shutdown().await.unwrap();
+        took
+    });
+    let took_native = native(&bootstrap, "in", "out-native");
+
+    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
+    println!(
+        "sluice (Wasm filter, commits after delivery): {:>10.0} records/s",
+        rate(took_sluice)
+    );
+    println!(
+        "native librdkafka loop (same filter):          {:>10.0} records/s",
+        rate(took_native)
+    );
+    println!(
+        "sluice rate / native rate: {:.2}",
+        rate(took_sluice) / rate(took_native)
+    );
+}
