@@ -319,7 +319,9 @@ async fn idle_connections_get_heartbeats_and_shutdown_ends_streams_after_the_las
     let running = start(text, dir.path()).await;
     let addr = running.addr;
     let mut c = SseClient::connect(addr, "live", "k").await;
-    assert!(c.next(Duration::from_millis(350)).await.is_none());
+    // No events for a second: only heartbeats (every 100 ms) arrive. The
+    // window is wide so a loaded machine still sees at least two.
+    assert!(c.next(Duration::from_millis(1000)).await.is_none());
     assert!(
         c.comments.iter().filter(|x| *x == "keep-alive").count() >= 2,
         "{:?}",

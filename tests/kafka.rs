@@ -238,11 +238,14 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
             ),
         )
         .unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .arg(&config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
@@ -296,7 +299,12 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     seen.extend(n_of(&file_b));
     seen.sort_unstable();
     seen.dedup();
-    assert!(all, "records missing: have {} of {total}", seen.len());
+    let survivor_log = std::fs::read_to_string(dir.path().join("b.log")).unwrap_or_default();
+    assert!(
+        all,
+        "records missing: have {} of {total}; survivor's log:\n{survivor_log}",
+        seen.len()
+    );
     // The survivor took over: it has records produced after the kill on
     // every partition, including the ones the killed member held.
     let late: Vec<u64> = n_of(&file_b)

@@ -211,7 +211,12 @@ impl Source for KafkaSource {
         let mut tracker = Tracker::default();
         let mut filling: HashMap<(String, i32), Filling> = HashMap::new();
         let timeout = self.config.batch_timeout.0;
-        let mut tick = tokio::time::interval(timeout.max(Duration::from_millis(1)));
+        // The tick flushes partial batches, and it also re-polls the
+        // consumer: librdkafka wakes a waiting StreamConsumer only when its
+        // queue goes from empty to non-empty, and that wake can be missed
+        // (rust-rdkafka #665). A short tick bounds such a stall.
+        let period = timeout.clamp(Duration::from_millis(1), Duration::from_millis(20));
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
