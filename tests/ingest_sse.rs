@@ -335,3 +335,72 @@ async fn idle_connections_get_heartbeats_and_shutdown_ends_streams_after_the_las
     assert!(c.ended, "the stream should end at shutdown");
     shutdown.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_never_stalls_the_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [sources.in]
+        type = "http"
+        [sinks.live]
+        type = "sse"
+        queue = 64
+        [sinks.log]
+        type = "file"
+        path = "out.jsonl"
+        [routes.r]
+        from = "in"
+        to = ["live", "log"]
+        "#;
+    let running = start(text, dir.path()).await;
+    let addr = running.addr;
+    let mut slow = SseClient::connect(addr, "live", "slow").await;
+    let mut fast = SseClient::connect(addr, "live", "fast").await;
+    // 20 posts of 25 events each per client, 20 KB an event: 10 MB for the
+    // slow client, far more than its 64-event queue and the socket buffers
+    // hold while it reads nothing. The fast client reads as it goes.
+    let pad = "x".repeat(20_000);
+    for round in 0..20 {
+        let records: Vec<_> = (0..50)
+            .map(|i| {
+                let key = if i % 2 == 0 { "slow" } else { "fast" };
+                json!({"key": key, "value": format!("{round}-{i}:{pad}")})
+            })
+            .collect();
+        let (status, body) = tokio::time::timeout(WAIT, post_ndjson(addr, "in", &records))
+            .await
+            .expect("the route stalled behind a slow client");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let got = fast.take(25, WAIT).await;
+        let expected: Vec<String> = (0..25).map(|j| format!("{round}-{}:", 2 * j + 1)).collect();
+        let prefixes: Vec<String> = got
+            .iter()
+            .map(|e| e.data.split(':').next().unwrap_or("").to_owned() + ":")
+            .collect();
+        assert_eq!(prefixes, expected, "round {round}");
+    }
+    assert_eq!(read_lines(&dir.path().join("out.jsonl")).len(), 1000);
+
+    // The slow client gets what was queued for it, then a final comment,
+    // then the end of the stream.
+    let mut received = 0;
+    while slow.next(WAIT).await.is_some() {
+        received += 1;
+    }
+    assert!(slow.ended, "the slow client should be disconnected");
+    assert!(
+        received < 500,
+        "a cut-off client cannot have every event ({received})"
+    );
+    assert_eq!(
+        slow.comments.last().map(String::as_str),
+        Some("disconnected: client fell behind; reconnect")
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_sse_connections", &[("sink", "live")]),
+        Some(1)
+    );
+    running.shutdown().await.unwrap();
+}

@@ -211,7 +211,13 @@ impl SseClient {
         while out.len() < n {
             match self.next(timeout).await {
                 Some(e) => out.push(e),
-                None => panic!("got {} of {n} events: {out:?}", out.len()),
+                None => {
+                    let seen: Vec<String> = out
+                        .iter()
+                        .map(|e| e.data.chars().take(60).collect())
+                        .collect();
+                    panic!("got {} of {n} events: {seen:?}", out.len())
+                }
             }
         }
         out
