@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
@@ -39,21 +38,38 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
         "#,
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
         .arg(&config)
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read the log as it comes; "Sluice is running" is logged once the
+    // server accepts requests.
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = line_tx.send(line);
+        }
+        all
+    });
+    let child = KillOnDrop(child);
+    // Blocks until the line arrives, or the process ends (the channel closes).
+    let up = line_rx.iter().any(|l| l.contains("Sluice is running"));
+    assert!(up, "sluice did not start");
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up = eventually(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    })
-    .await;
-    assert!(up, "sluice did not start listening");
     let (status, body) = post_ndjson(
         addr,
         "in",
@@ -66,16 +82,17 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+    let mut child = child;
+    let exit = tokio::task::spawn_blocking(move || child.0.wait())
         .await
         .unwrap()
         .unwrap();
-    let log = String::from_utf8_lossy(&exit.stderr);
-    assert!(exit.status.success(), "exit {:?}:\n{log}", exit.status);
+    let log = reader.join().unwrap();
+    assert!(exit.success(), "exit {exit:?}:\n{log}");
     assert!(log.contains("Shutdown complete."), "{log}");
     let lines = read_lines(&dir.path().join("out.jsonl"));
     assert_eq!(lines.len(), 2);

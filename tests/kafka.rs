@@ -239,15 +239,17 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg(&config)
-            .env("RUST_LOG", "info,librdkafka=warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("run")
+                .arg(&config)
+                .env("RUST_LOG", "info,librdkafka=warn")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut a = spawn("a");
     let mut b = spawn("b");
@@ -277,8 +279,8 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     .await;
     assert!(shared, "both processes should get partitions");
 
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
     let before = produced;
     let more: Vec<_> = input(before + 200).into_iter().skip(before).collect();
     produce(&bootstrap, &topic, &more).await;

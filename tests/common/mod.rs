@@ -291,6 +291,17 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
     f()
 }
 
+/// A child process that is killed if the test fails before waiting for it,
+/// so no stray `sluice` outlives a failed test.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Header map of an envelope.
 pub fn headers(v: &serde_json::Value) -> BTreeMap<String, String> {
     v["headers"]
