@@ -294,9 +294,9 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     })
     .await;
     let _ = Command::new("kill")
-        .args(["-TERM", &b.id().to_string()])
+        .args(["-TERM", &b.0.id().to_string()])
         .status();
-    b.wait().unwrap();
+    b.0.wait().unwrap();
     let mut seen: Vec<u64> = n_of(&file_a);
     seen.extend(n_of(&file_b));
     seen.sort_unstable();
