@@ -182,6 +182,35 @@ impl<'a> RawKey<'a> {
     }
 }
 
+/// The first byte of `s` that ends a run of plain string text: `"`, `\`,
+/// or a control character. Eight bytes per step (SWAR): a byte loop costs a
+/// bounds check and, inside Wasm, an epoch check per byte.
+fn find_special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes of `x` below `n` (n <= 128) get their high bit set. Borrows can
+    // also flag bytes above a flagged one, never below it, so the lowest
+    // flag is exact.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let hits = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| i + p)
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -230,10 +259,7 @@ impl Scanner<'_> {
             // Jump to the next byte that needs a decision: most of a string
             // is plain text.
             let rest = self.b.get(self.i..).unwrap_or(&[]);
-            let Some(k) = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            else {
+            let Some(k) = find_special(rest) else {
                 self.i = self.b.len();
                 return Err(self.err("unterminated string"));
             };
@@ -424,6 +450,34 @@ mod tests {
         .unwrap();
         assert_eq!(out, [Some(&b"\"x\""[..]), Some(&b"2"[..]), None]);
         assert!(select(b"[1]", &["a"], &mut out).is_err());
+    }
+
+    #[test]
+    fn find_special_agrees_with_a_byte_loop() {
+        let naive = |s: &[u8]| s.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        // A small deterministic generator, mostly plain text, sometimes one
+        // of the interesting bytes or their neighbours.
+        let special = [
+            b'"', b'\\', 0x1f, 0x20, 0x21, 0x00, 0x7f, 0x80, 0xff, b'!', b'#', 0x5b, 0x5d,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        if state % 5 == 0 {
+                            special[(state >> 8) as usize % special.len()]
+                        } else {
+                            b'a' + ((state >> 16) % 26) as u8
+                        }
+                    })
+                    .collect();
+                assert_eq!(find_special(&s), naive(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]
