@@ -468,7 +468,7 @@ mod tests {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        if state % 5 == 0 {
+                        if state.is_multiple_of(5) {
                             special[(state >> 8) as usize % special.len()]
                         } else {
                             b'a' + ((state >> 16) % 26) as u8
