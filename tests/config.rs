@@ -115,6 +115,61 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
 }
 
 #[test]
+fn kafka_sections_are_checked() {
+    let p = problems(
+        r#"
+        [sources.k]
+        type = "kafka"
+        bootstrap_servers = ""
+        topics = []
+        group_id = ""
+        start = "yesterday"
+        [sources.k2]
+        type = "kafka"
+        bootstrap_servers = "embedded"
+        topics = ["t"]
+        group_id = "g"
+        batch_size = 0
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "embedded"
+        topic = "orders-{nope}"
+        [sinks.out2]
+        type = "kafka"
+        bootstrap_servers = "embedded"
+        topic = ""
+        [routes.r]
+        from = "k2"
+        to = ["out2"]
+        "#,
+    );
+    assert_problem(&p, "sources.k.start: unknown variant `yesterday`");
+    assert_problem(&p, "sources.k2.batch_size: must be at least 1");
+    assert_problem(
+        &p,
+        "sinks.out.topic: `orders-{nope}`: unknown placeholder `{nope}`",
+    );
+    assert_problem(&p, "sinks.out2.topic: must not be empty");
+    let p = problems(
+        r#"
+        [sources.k]
+        type = "kafka"
+        bootstrap_servers = ""
+        topics = []
+        group_id = ""
+        [sinks.s]
+        type = "stdout"
+        [routes.r]
+        from = "k"
+        to = ["s"]
+        "#,
+    );
+    assert_problem(&p, "sources.k.topics: name at least one topic");
+    assert_problem(&p, "sources.k.group_id: must not be empty");
+    assert_problem(&p, "sources.k.bootstrap_servers: must not be empty");
+}
+
+#[test]
 fn variables_are_interpolated_and_missing_ones_named() {
     let ok = Config::parse(
         r#"

@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{Config, OnError};
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
 
 /// Appends every cross-reference problem in `config` to `problems`.
 pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
@@ -98,6 +100,35 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
     for name in config.sources.keys() {
         if !used_sources.contains(name.as_str()) {
             problems.push(format!("sources.{name}: not used by any route"));
+        }
+    }
+    for (name, source) in &config.sources {
+        if let SourceConfig::Kafka(k) = source {
+            let at = format!("sources.{name}");
+            if k.topics.is_empty() || k.topics.iter().any(String::is_empty) {
+                problems.push(format!(
+                    "{at}.topics: name at least one topic (or a ^regex)"
+                ));
+            }
+            if k.group_id.is_empty() {
+                problems.push(format!("{at}.group_id: must not be empty"));
+            }
+            if k.batch_size == 0 {
+                problems.push(format!("{at}.batch_size: must be at least 1"));
+            }
+            if k.bootstrap_servers.is_empty() {
+                problems.push(format!("{at}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"));
+            }
+        }
+    }
+    for (name, sink) in &config.sinks {
+        if let SinkConfig::Kafka(k) = sink {
+            if k.topic.fixed() == Some("") {
+                problems.push(format!("sinks.{name}.topic: must not be empty"));
+            }
+            if k.bootstrap_servers.is_empty() {
+                problems.push(format!("sinks.{name}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"));
+            }
         }
     }
 }
