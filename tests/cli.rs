@@ -32,9 +32,11 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
         [sinks.out]
         type = "file"
         path = "out.jsonl"
+        [sinks.console]
+        type = "stdout"
         [routes.r]
         from = "in"
-        to = ["out"]
+        to = ["out", "console"]
         "#,
     )
     .unwrap();
@@ -44,10 +46,16 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut all).unwrap();
+        all
+    });
     // Read the log as it comes; "Sluice is running" is logged once the
     // server accepts requests.
     let stderr = child.stderr.take().unwrap();
@@ -94,6 +102,20 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
     let log = reader.join().unwrap();
     assert!(exit.success(), "exit {exit:?}:\n{log}");
     assert!(log.contains("Shutdown complete."), "{log}");
+    // The stdout sink wrote the same records as JSON lines.
+    let printed: Vec<serde_json::Value> = stdout_reader
+        .join()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        printed,
+        [
+            json!({"key": "a", "value": 1, "headers": {}, "timestamp": printed[0]["timestamp"]}),
+            json!({"key": "b", "value": 2, "headers": {}, "timestamp": printed[1]["timestamp"]}),
+        ]
+    );
     let lines = read_lines(&dir.path().join("out.jsonl"));
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["value"], 2);

@@ -404,3 +404,50 @@ async fn a_client_that_stops_reading_is_cut_off_and_never_stalls_the_route() {
     );
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_client_id_can_come_from_a_json_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [sources.in]
+        type = "http"
+        [sinks.live]
+        type = "sse"
+        client_field = "user"
+        [routes.r]
+        from = "in"
+        to = ["live"]
+        "#;
+    let running = start(text, dir.path()).await;
+    let mut seven = SseClient::connect(running.addr, "live", "7").await;
+    let mut ann = SseClient::connect(running.addr, "live", "ann").await;
+    let records = [
+        json!({"key": "ignored", "value": {"user": 7, "n": 1}}),
+        json!({"value": {"user": "ann", "n": 2}}),
+        json!({"value": {"n": 3}}),
+        json!({"value": "not json"}),
+        json!({"value": {"user": 7, "n": 5}}),
+    ];
+    let (status, _) = post_ndjson(running.addr, "in", &records).await;
+    assert_eq!(status, StatusCode::OK);
+    let parse = |e: &Event| serde_json::from_str::<serde_json::Value>(&e.data).unwrap();
+    let got: Vec<_> = seven.take(2, WAIT).await.iter().map(parse).collect();
+    assert_eq!(
+        got,
+        [json!({"user": 7, "n": 1}), json!({"user": 7, "n": 5})]
+    );
+    assert_eq!(
+        parse(&ann.take(1, WAIT).await[0]),
+        json!({"user": "ann", "n": 2})
+    );
+    assert!(seven.next(QUIET).await.is_none());
+    let unmatched = [("sink", "live")];
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_sse_records_without_client_total", &unmatched),
+        Some(2),
+        "the record without the field and the one that is not JSON"
+    );
+    running.shutdown().await.unwrap();
+}
