@@ -6,6 +6,7 @@
 //! Streams apps. A batch is acknowledged when every record's delivery report
 //! is a success; any failure fails the batch (and so holds its source).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -88,26 +89,31 @@ impl KafkaSink {
 #[async_trait]
 impl Sink for KafkaSink {
     async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
-        let fixed = self.topic.fixed().map(str::to_owned);
         let mut deliveries = Vec::with_capacity(batch.len());
         for record in batch.records() {
-            let topic = match &fixed {
-                Some(t) => t.clone(),
-                None => self
-                    .topic
-                    .render(&record)
-                    .map_err(|e| self.error(e.to_string()))?,
+            // Nothing per record for a fixed topic or a record without
+            // headers: both would otherwise allocate for every message.
+            let topic: Cow<'_, str> = match self.topic.fixed() {
+                Some(t) => Cow::Borrowed(t),
+                None => Cow::Owned(
+                    self.topic
+                        .render(&record)
+                        .map_err(|e| self.error(e.to_string()))?,
+                ),
             };
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in record.headers() {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value),
-                });
+            let mut message: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&topic).timestamp(record.timestamp());
+            let mut headers = record.headers().peekable();
+            if headers.peek().is_some() {
+                let mut owned = OwnedHeaders::new();
+                for (key, value) in headers {
+                    owned = owned.insert(Header {
+                        key,
+                        value: Some(value),
+                    });
+                }
+                message = message.headers(owned);
             }
-            let mut message: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-                .timestamp(record.timestamp())
-                .headers(headers);
             if let Some(key) = record.key() {
                 message = message.key(key);
             }
