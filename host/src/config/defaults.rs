@@ -12,8 +12,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 pub const WORKERS: usize = 1;
 /// `[routes.X] queue`: batches buffered in front of each worker.
 pub const ROUTE_QUEUE: usize = 4;
-/// `[sinks.X] queue`: batches buffered in front of each sink.
+/// Batches buffered in front of each sink.
 pub const SINK_QUEUE: usize = 16;
+/// Batches one sink may have sent and not yet acknowledged (Kafka: awaiting
+/// delivery reports), so produce round trips overlap.
+pub const SINK_IN_FLIGHT: usize = 8;
 /// Generator `rate`, records per second.
 pub const GENERATOR_RATE: f64 = 10.0;
 /// Generator `clients`.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Sink, SinkBatch, SinkError};
+use super::{Ack, Sink, SinkBatch, SinkError, acked};
 
 /// `[sinks.NAME]` with `type = "blackhole"`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,7 +16,7 @@ pub(super) struct BlackholeSink;
 
 #[async_trait]
 impl Sink for BlackholeSink {
-    async fn deliver(&mut self, _batch: &SinkBatch) -> Result<(), SinkError> {
-        Ok(())
+    async fn send(&mut self, _batch: &SinkBatch) -> Result<Ack, SinkError> {
+        Ok(acked())
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Sink, SinkBatch, SinkError};
+use super::{Ack, Sink, SinkBatch, SinkError, acked};
 
 /// `[sinks.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,7 +44,7 @@ impl FileSink {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
         super::json_lines(batch, &mut self.buf);
         let io = |source| SinkError::Io {
             sink: self.name.clone(),
@@ -55,7 +55,7 @@ impl Sink for FileSink {
         if self.fsync {
             self.file.sync_data().await.map_err(io)?;
         }
-        Ok(())
+        Ok(acked())
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

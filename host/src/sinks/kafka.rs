@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Deserialize;
 
-use super::{Sink, SinkBatch, SinkError};
+use super::{Ack, Sink, SinkBatch, SinkError};
 use crate::config::HumanDuration;
 use crate::kafka::{self, EmbeddedKafka};
 use crate::template::Template;
@@ -88,7 +88,7 @@ impl KafkaSink {
 
 #[async_trait]
 impl Sink for KafkaSink {
-    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
         let mut deliveries = Vec::with_capacity(batch.len());
         for record in batch.records() {
             // Nothing per record for a fixed topic or a record without
@@ -137,14 +137,23 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.error(format!("delivery failed: {e}"))),
-                Err(_) => return Err(self.error("the producer dropped a delivery report".into())),
+        // Enqueued: the delivery reports arrive later, while the next batches
+        // are being enqueued.
+        let name = self.name.clone();
+        Ok(Box::pin(async move {
+            for delivery in deliveries {
+                let failure = match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _))) => format!("delivery failed: {e}"),
+                    Err(_) => "the producer dropped a delivery report".to_owned(),
+                };
+                return Err(SinkError::Delivery {
+                    sink: name,
+                    reason: failure,
+                });
             }
-        }
-        Ok(())
+            Ok(())
+        }))
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

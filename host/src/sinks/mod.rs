@@ -133,12 +133,23 @@ pub enum SinkError {
     },
 }
 
+/// Resolves when a sent batch reaches the sink's acknowledgement point.
+pub type Ack = futures_util::future::BoxFuture<'static, Result<(), SinkError>>;
+
+/// An [`Ack`] that is already resolved (for sinks that finish in `send`).
+pub fn acked() -> Ack {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 /// A destination for records.
 #[async_trait]
 pub trait Sink: Send + 'static {
-    /// Delivers `batch`'s records, returning once they reached this sink's
-    /// acknowledgement point.
-    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError>;
+    /// Starts delivering `batch`'s records and returns what resolves once
+    /// they reached this sink's acknowledgement point. A sink that can have
+    /// several batches in flight (Kafka: enqueue now, delivery reports later)
+    /// returns as soon as the records are handed over; order is kept because
+    /// the driver sends batches in order and resolves them in order.
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError>;
 
     /// Flushes anything buffered; called once at shutdown.
     async fn flush(&mut self) -> Result<(), SinkError> {
@@ -220,23 +231,30 @@ struct SinkCounters {
     errors: Counter,
 }
 
-/// Feeds `sink` from `rx` until every sender is gone, then flushes it.
+/// Feeds `sink` from `rx` until every sender is gone, then flushes it. Up to
+/// `SINK_IN_FLIGHT` batches may await their acknowledgement at once; they
+/// are resolved in the order they were sent.
 async fn drive(
     name: String,
     mut sink: Box<dyn Sink>,
     mut rx: mpsc::Receiver<SinkBatch>,
     counters: SinkCounters,
 ) {
-    while let Some(batch) = rx.recv().await {
-        match sink.deliver(&batch).await {
-            Ok(()) => {
-                counters.records.add(batch.len() as u64);
-                batch.pending.ok();
-            }
-            Err(e) => {
-                counters.errors.add(batch.len() as u64);
-                tracing::error!(sink = %name, records = batch.len(), error = %e, "Delivery failed; the records stay unacknowledged.");
-                batch.pending.fail(e.to_string());
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesOrdered;
+    let mut in_flight = FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            next = rx.recv(), if open && in_flight.len() < defaults::SINK_IN_FLIGHT => match next {
+                Some(batch) => match sink.send(&batch).await {
+                    Ok(ack) => in_flight.push_back(async move { (ack.await, batch) }),
+                    Err(e) => settle(&name, &counters, batch, Err(e)),
+                },
+                None => open = false,
+            },
+            Some((result, batch)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&name, &counters, batch, result);
             }
         }
     }
@@ -244,4 +262,18 @@ async fn drive(
         tracing::error!(sink = %name, error = %e, "Flush at shutdown failed.");
     }
     tracing::debug!(sink = %name, "Sink stopped.");
+}
+
+fn settle(name: &str, counters: &SinkCounters, batch: SinkBatch, result: Result<(), SinkError>) {
+    match result {
+        Ok(()) => {
+            counters.records.add(batch.len() as u64);
+            batch.pending.ok();
+        }
+        Err(e) => {
+            counters.errors.add(batch.len() as u64);
+            tracing::error!(sink = %name, records = batch.len(), error = %e, "Delivery failed; the records stay unacknowledged.");
+            batch.pending.fail(e.to_string());
+        }
+    }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{Sink, SinkBatch, SinkError};
+use super::{Ack, Sink, SinkBatch, SinkError, acked};
 use crate::config::{HumanDuration, defaults};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::record::{Record, write_envelope};
@@ -264,8 +264,8 @@ impl SseSink {
 
 #[async_trait]
 impl Sink for SseSink {
-    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
         self.hub.publish(batch);
-        Ok(())
+        Ok(acked())
     }
 }

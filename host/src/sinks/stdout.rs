@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Sink, SinkBatch, SinkError};
+use super::{Ack, Sink, SinkBatch, SinkError, acked};
 
 /// `[sinks.NAME]` with `type = "stdout"`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -27,13 +27,14 @@ impl StdoutSink {
 
 #[async_trait]
 impl Sink for StdoutSink {
-    async fn deliver(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
         super::json_lines(batch, &mut self.buf);
         let io = |source| SinkError::Io {
             sink: "stdout".into(),
             source,
         };
         self.out.write_all(&self.buf).await.map_err(io)?;
-        self.out.flush().await.map_err(io)
+        self.out.flush().await.map_err(io)?;
+        Ok(acked())
     }
 }
