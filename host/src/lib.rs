@@ -14,9 +14,10 @@
 //! - [`record`]: the flat batch and record types (shared with the SDK).
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
-//! - [`sources`]: `generator`, `http` ingest and `kafka`.
+//! - [`sources`]: `generator`, `http` ingest, `kafka` and `redis` streams.
 //! - [`sinks`]: `sse`, `kafka`, `file`, `stdout` and `blackhole`, and the sink driver.
 //! - [`kafka`]: the embedded broker and client settings Kafka parts share.
+//! - [`redis`]: reconnecting connections, entry ids and the entry ↔ record mapping Redis parts share.
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
@@ -28,6 +29,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
+pub mod redis;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

@@ -24,6 +24,7 @@ use crate::sinks::{self, SseHub};
 use crate::sources::generator::GeneratorSource;
 use crate::sources::http::HttpSource;
 use crate::sources::kafka::KafkaSource;
+use crate::sources::redis::RedisSource;
 use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
 use crate::wasm::{LoadedPlugin, load_plugin};
 
@@ -105,8 +106,20 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         }
         let dead = specs.iter().filter_map(|s| s.dead_letter.clone());
         let outputs = Outputs::new(&route.to, dead, &sinks.handles);
-        let (input, tasks) =
-            route::start(name, &specs, outputs, route.workers, route.queue, &metrics);
+        let demand = match &route.only_connected {
+            Some(sink) => Some(Arc::clone(sinks.hubs.get(sink).with_context(|| {
+                format!("routes.{name}.only_connected: no sse sink `{sink}`")
+            })?)),
+            None => None,
+        };
+        let (input, tasks) = route::start(
+            name,
+            &specs,
+            outputs,
+            (route.workers, route.queue),
+            demand,
+            &metrics,
+        );
         statuses.push(input.status());
         route_inputs
             .entry(route.from.as_str())
@@ -130,6 +143,7 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
                 KafkaSource::new(name, c.clone(), embedded.as_ref(), &metrics)
                     .with_context(|| format!("sources.{name}"))?,
             ),
+            SourceConfig::Redis(c) => Box::new(RedisSource::new(name, c.clone(), &metrics)),
         };
         let name = name.clone();
         let shutdown = shutdown.clone();
@@ -221,6 +235,13 @@ fn announce(config: &Config, addr: SocketAddr) {
                 topics = ?k.topics,
                 group = %k.group_id,
                 "Kafka source."
+            ),
+            SourceConfig::Redis(r) => tracing::info!(
+                source = %name,
+                streams = ?r.streams,
+                pattern = ?r.pattern,
+                group = %r.group,
+                "Redis streams source."
             ),
             SourceConfig::Http(_) => tracing::info!(
                 source = %name,

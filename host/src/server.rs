@@ -3,7 +3,7 @@
 //! | route                              | what                                   |
 //! |------------------------------------|----------------------------------------|
 //! | `POST /ingest/{source}`            | records into an `http` source           |
-//! | `GET /sse/{sink}?client_id=X`      | events for client X from an `sse` sink  |
+//! | `GET /sse/{sink}?client_id=X`      | events for client X from an `sse` sink (`Last-Event-ID` resumes when backed by Redis) |
 //! | `GET /health`                      | 200 when every route runs, else 503    |
 //! | `GET /metrics`                     | Prometheus text                        |
 //!
@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::pipeline::{RouteState, RouteStatus};
+use crate::redis::EntryId;
 use crate::shutdown::Shutdown;
 use crate::sinks::SseHub;
 use crate::sinks::sse::Subscription;
@@ -115,7 +116,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
             ),
         },
         (&Method::GET, ["sse", sink]) => match state.sse.get(*sink) {
-            Some(hub) => sse(&req, hub, shutdown),
+            Some(hub) => sse(&req, hub, shutdown).await,
             None => error(
                 StatusCode::NOT_FOUND,
                 &format!("no sse sink named `{sink}`"),
@@ -193,20 +194,44 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
     }
 }
 
-fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Response<Body> {
+async fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Response<Body> {
     let query = parse_query(req.uri().query().unwrap_or(""));
     let Some(client) = query
-        .into_iter()
+        .iter()
         .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.clone())
     else {
         return error(StatusCode::BAD_REQUEST, "missing ?client_id=");
     };
-    let Some(subscription) = hub.subscribe(&client) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    // Where to resume: the `Last-Event-ID` header (sent by EventSource on
+    // reconnect), or `last_event_id=` for clients that cannot set headers.
+    let last_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "last_event_id")
+                .map(|(_, v)| v.clone())
+        })
+        .filter(|id| !id.trim().is_empty());
+    let after = match (&hub.config().redis, last_id) {
+        (Some(_), Some(id)) => match id.trim().parse::<EntryId>() {
+            Ok(id) => Some(id),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Last-Event-ID: {e}")),
+        },
+        // In memory, ids are per process: there is nothing to resume from.
+        _ => None,
+    };
+    let subscription = match hub.subscribe(&client, after).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
     let heartbeat = hub.config().heartbeat.0;
-    let body = StreamBody::new(event_stream(subscription, heartbeat, shutdown));
+    let hold = hub.config().hold.map(|h| h.0);
+    let body = StreamBody::new(event_stream(subscription, heartbeat, hold, shutdown));
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -217,11 +242,13 @@ fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Respon
 }
 
 /// The body of one SSE connection: an opening comment, then events and
-/// heartbeats until the hub ends the subscription or the client goes away
-/// (hyper drops the stream, and with it the subscription).
+/// heartbeats until the hub ends the subscription, the hold time is over,
+/// or the client goes away (hyper drops the stream, and with it the
+/// subscription).
 fn event_stream(
     subscription: Subscription,
     heartbeat: Duration,
+    hold: Option<Duration>,
     shutdown: Shutdown,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
     enum Phase {
@@ -231,10 +258,13 @@ fn event_stream(
     }
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Far enough away to never fire when there is no hold time.
+    let hold_until =
+        tokio::time::Instant::now() + hold.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     let state = (subscription, ticker, shutdown, Phase::Open);
     stream::unfold(
         state,
-        |(mut sub, mut ticker, mut shutdown, phase)| async move {
+        move |(mut sub, mut ticker, mut shutdown, phase)| async move {
             let frame = match phase {
                 Phase::Done => return None,
                 Phase::Open => Bytes::from_static(b": connected\nretry: 2000\n\n"),
@@ -249,6 +279,10 @@ fn event_stream(
                         None => return None,
                     },
                     _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                    _ = tokio::time::sleep_until(hold_until) => {
+                        let last = Bytes::from_static(b": hold time over; reconnect\n\n");
+                        return Some((Ok(Frame::data(last)), (sub, ticker, shutdown, Phase::Done)));
+                    }
                     _ = shutdown.recv() => {
                         // Let queued events out first; the hub closes the
                         // subscription once the sinks have drained.

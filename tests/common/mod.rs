@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod kafka;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ pub fn plugin_dir() -> &'static Path {
                 "json-transform",
                 "-p",
                 "port-router",
+                "-p",
+                "snapshot",
             ])
             .args([
                 "-p",
@@ -163,9 +166,17 @@ impl SseClient {
     /// Connects to `/sse/{sink}?client_id={client}` and waits for the
     /// opening comment, so the subscription is registered on return.
     pub async fn connect(addr: SocketAddr, sink: &str, client: &str) -> Self {
-        let req = builder(addr, "GET", &format!("/sse/{sink}?client_id={client}"))
-            .body(Full::default())
-            .unwrap();
+        Self::resume(addr, sink, client, None).await
+    }
+
+    /// Connects like [`SseClient::connect`], sending `Last-Event-ID` when
+    /// `last` is set.
+    pub async fn resume(addr: SocketAddr, sink: &str, client: &str, last: Option<&str>) -> Self {
+        let mut req = builder(addr, "GET", &format!("/sse/{sink}?client_id={client}"));
+        if let Some(id) = last {
+            req = req.header("last-event-id", id);
+        }
+        let req = req.body(Full::default()).unwrap();
         let resp = request(addr, req).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");

@@ -25,6 +25,10 @@ pub struct RouteConfig {
     /// Batches queued in front of each worker before the source waits.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Forward a record only while its client has a connection open on
+    /// this `sse` sink (on any instance, when the sink is backed by Redis).
+    /// The client is found as that sink finds it (key or `client_field`).
+    pub only_connected: Option<String>,
 }
 
 /// Output port → sink names.

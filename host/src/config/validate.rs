@@ -90,6 +90,18 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
                 ));
             }
         }
+        if let Some(sink) = &route.only_connected {
+            match config.sinks.get(sink) {
+                Some(SinkConfig::Sse(_)) => {}
+                Some(_) => {
+                    problems.push(format!("{at}.only_connected: `{sink}` is not an sse sink"))
+                }
+                None => problems.push(format!(
+                    "{at}.only_connected: no sink named `{sink}` (sinks: {})",
+                    sink_names()
+                )),
+            }
+        }
         if route.workers == 0 {
             problems.push(format!("{at}.workers: must be at least 1"));
         }
@@ -103,6 +115,12 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
         }
     }
     for (name, source) in &config.sources {
+        if let SourceConfig::Redis(r) = source {
+            problems.extend(r.problems(&format!("sources.{name}")));
+            if r.batch_size == 0 {
+                problems.push(format!("sources.{name}.batch_size: must be at least 1"));
+            }
+        }
         if let SourceConfig::Kafka(k) = source {
             let at = format!("sources.{name}");
             if k.topics.is_empty() || k.topics.iter().any(String::is_empty) {
@@ -122,6 +140,11 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
         }
     }
     for (name, sink) in &config.sinks {
+        if let SinkConfig::Sse(sse) = sink
+            && let Some(r) = &sse.redis
+        {
+            problems.extend(r.problems(&format!("sinks.{name}.redis")));
+        }
         if let SinkConfig::Kafka(k) = sink {
             if k.topic.fixed() == Some("") {
                 problems.push(format!("sinks.{name}.topic: must not be empty"));

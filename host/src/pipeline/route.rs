@@ -12,7 +12,7 @@ use super::stage::{Chain, ChainOutput, StageSpec};
 use crate::config::PortMap;
 use crate::metrics::{Counter, Metrics};
 use crate::record::FlatBatch;
-use crate::sinks::{SinkBatch, SinkHandle};
+use crate::sinks::{SinkBatch, SinkHandle, SseHub};
 
 /// A source batch on its way into a route.
 #[derive(Debug)]
@@ -46,11 +46,12 @@ impl RouteInput {
         &self.name
     }
 
-    /// Hands `batch` to the worker for its partition, waiting while that
-    /// worker's queue is full. If the route has stopped, `pending` is failed.
+    /// Hands `batch` to the worker for its partition (a Kafka topic's
+    /// partition, a Redis stream), waiting while that worker's queue is
+    /// full. If the route has stopped, `pending` is failed.
     pub async fn send(&self, batch: Arc<FlatBatch>, pending: Pending) {
         let n = self.workers.len().max(1);
-        let worker = usize::try_from(batch.origin.partition.unsigned_abs()).unwrap_or(0) % n;
+        let worker = worker_of(&batch.origin.topic, batch.origin.partition, n);
         let Some(tx) = self.workers.get(worker) else {
             pending.fail(format!("route `{}` has no workers", self.name));
             return;
@@ -76,6 +77,17 @@ impl RouteInput {
             state: Arc::clone(&self.state),
         }
     }
+}
+
+/// The worker for a topic's partition: the same one for as long as the
+/// route runs (FNV-1a, so streams and topics spread over workers).
+fn worker_of(topic: &str, partition: i32, workers: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes().chain(partition.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(h % workers.max(1) as u64).unwrap_or(0)
 }
 
 /// A route's name and state, for health checks.
@@ -155,6 +167,10 @@ pub struct Worker {
     pub records_out: Counter,
     /// `sluice_route_unrouted_total`.
     pub unrouted: Counter,
+    /// With `only_connected`: the SSE sink whose clients must be connected.
+    pub demand: Option<Arc<SseHub>>,
+    /// `sluice_route_not_connected_total`.
+    pub not_connected: Counter,
 }
 
 /// Starts a route's workers; returns the route's input and the tasks.
@@ -162,8 +178,8 @@ pub fn start(
     name: &str,
     specs: &[StageSpec],
     outputs: Outputs,
-    workers: usize,
-    queue: usize,
+    (workers, queue): (usize, usize),
+    demand: Option<Arc<SseHub>>,
     metrics: &Metrics,
 ) -> (RouteInput, Vec<JoinHandle<()>>) {
     let state = Arc::new(Mutex::new(RouteState::Running));
@@ -181,6 +197,8 @@ pub fn start(
             records_in: metrics.counter("sluice_route_records_in_total", &labels),
             records_out: metrics.counter("sluice_route_records_out_total", &labels),
             unrouted: metrics.counter("sluice_route_unrouted_total", &labels),
+            demand: demand.clone(),
+            not_connected: metrics.counter("sluice_route_not_connected_total", &labels),
         };
         let chain = Chain::new(name, w, specs, metrics);
         tasks.push(tokio::spawn(run_worker(worker, chain, rx)));
@@ -233,8 +251,8 @@ async fn run_worker(worker: Worker, chain: Chain, mut rx: mpsc::Receiver<RouteBa
 /// own hold on the source batch.
 async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
     let ChainOutput {
-        records,
-        ports,
+        mut records,
+        mut ports,
         port_names,
         dead_letters,
         ..
@@ -246,6 +264,10 @@ async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
                 .hold()
                 .fail(format!("dead-letter sink `{sink}` is not running")),
         }
+    }
+    if let Some(hub) = &worker.demand {
+        let dropped = keep_connected(hub, &mut records, &mut ports);
+        worker.not_connected.add(dropped);
     }
     if records.is_empty() {
         return;
@@ -286,6 +308,30 @@ async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
     for (sink, select) in per_sink.into_values() {
         send(sink, Arc::clone(&records), Some(select), pending).await;
     }
+}
+
+/// Drops the records whose client has no SSE connection open on `hub`
+/// (on any instance, when it is backed by Redis). Returns how many.
+fn keep_connected(hub: &SseHub, records: &mut FlatBatch, ports: &mut Vec<u32>) -> u64 {
+    let keep: Vec<bool> = records
+        .records()
+        .map(|r| hub.client_of(&r).is_some_and(|c| hub.is_connected(&c)))
+        .collect();
+    let dropped = keep.iter().filter(|k| !**k).count();
+    if dropped == 0 {
+        return 0;
+    }
+    let mut kept = FlatBatch::with_capacity(records.origin.clone(), records.len() - dropped, 0);
+    let mut kept_ports = Vec::with_capacity(records.len() - dropped);
+    for (i, record) in records.records().enumerate() {
+        if keep[i] {
+            kept.push_record(&record);
+            kept_ports.push(ports.get(i).copied().unwrap_or(0));
+        }
+    }
+    *records = kept;
+    *ports = kept_ports;
+    dropped as u64
 }
 
 async fn send(

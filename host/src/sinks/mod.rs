@@ -3,12 +3,17 @@
 //! Every sink runs as one task fed by a bounded channel of [`SinkBatch`]es,
 //! so a slow sink pushes back on the routes that feed it. A sink resolves a
 //! batch's [`Pending`] only at its acknowledgement point: for SSE, when the
-//! hub has the events; for files, when the bytes are flushed.
+//! hub has the events (or, backed by Redis, when Redis has them); for
+//! files, when the bytes are flushed; for Kafka and Redis, when the broker
+//! answered.
 
 mod blackhole;
 mod file;
 mod kafka;
+mod redis_hash;
+mod redis_stream;
 pub mod sse;
+mod sse_redis;
 mod stdout;
 
 use std::collections::BTreeMap;
@@ -26,7 +31,10 @@ use crate::record::{FlatBatch, Record};
 pub use blackhole::BlackholeConfig;
 pub use file::FileConfig;
 pub use kafka::KafkaSinkConfig;
+pub use redis_hash::RedisHashConfig;
+pub use redis_stream::RedisStreamConfig;
 pub use sse::{SseConfig, SseHub};
+pub use sse_redis::SseRedisConfig;
 pub use stdout::StdoutConfig;
 
 /// `[sinks.NAME]`: one variant per `type`.
@@ -42,10 +50,22 @@ pub enum SinkConfig {
     Blackhole(BlackholeConfig),
     /// `type = "kafka"`.
     Kafka(KafkaSinkConfig),
+    /// `type = "redis_stream"`.
+    RedisStream(RedisStreamConfig),
+    /// `type = "redis_hash"`.
+    RedisHash(RedisHashConfig),
 }
 
 impl SinkConfig {
-    const KINDS: &'static [&'static str] = &["sse", "stdout", "file", "blackhole", "kafka"];
+    const KINDS: &'static [&'static str] = &[
+        "sse",
+        "stdout",
+        "file",
+        "blackhole",
+        "kafka",
+        "redis_stream",
+        "redis_hash",
+    ];
 
     pub(crate) fn from_toml(
         path: &str,
@@ -62,6 +82,8 @@ impl SinkConfig {
                 "stdout" => config::item(path, v, problems).map(Self::Stdout),
                 "blackhole" => config::item(path, v, problems).map(Self::Blackhole),
                 "kafka" => config::item(path, v, problems).map(Self::Kafka),
+                "redis_stream" => config::item(path, v, problems).map(Self::RedisStream),
+                "redis_hash" => config::item(path, v, problems).map(Self::RedisHash),
                 _ => config::item(path, v, problems).map(Self::File),
             },
         )
@@ -192,14 +214,29 @@ pub async fn build(
         let sink: Box<dyn Sink> = match sink_config {
             SinkConfig::Sse(c) => {
                 let hub = Arc::new(SseHub::new(name, c.clone(), metrics));
+                hub.start();
                 built.hubs.insert(name.clone(), Arc::clone(&hub));
-                Box::new(sse::SseSink::new(hub))
+                match &c.redis {
+                    Some(r) => Box::new(
+                        sse_redis::RedisSseSink::new(name, hub, r)
+                            .with_context(|| format!("cannot create sinks.{name}"))?,
+                    ),
+                    None => Box::new(sse::SseSink::new(hub)),
+                }
             }
             SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
             SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
             SinkConfig::Kafka(c) => Box::new(
                 kafka::KafkaSink::new(name, c, embedded)
                     .with_context(|| format!("cannot create the producer of sinks.{name}"))?,
+            ),
+            SinkConfig::RedisStream(c) => Box::new(
+                redis_stream::RedisStreamSink::new(name, c)
+                    .with_context(|| format!("cannot create sinks.{name}"))?,
+            ),
+            SinkConfig::RedisHash(c) => Box::new(
+                redis_hash::RedisHashSink::new(name, c)
+                    .with_context(|| format!("cannot create sinks.{name}"))?,
             ),
             SinkConfig::File(c) => Box::new(
                 file::FileSink::open(name, &config.resolve(&c.path), c.fsync)

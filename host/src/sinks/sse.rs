@@ -1,26 +1,32 @@
 //! `type = "sse"`: Server-Sent Events to the clients connected to
 //! `GET /sse/{sink}?client_id=X`.
 //!
-//! The hub maps a client id to its open connections, each with a bounded
-//! queue. An event is encoded once and shared by every connection of its
-//! client. A connection whose queue is full is cut off (with a final comment
-//! telling it why) so that one slow client never stalls the route. Delivery
-//! is acknowledged when the hub has the events: plain SSE is best-effort, so
-//! events for clients that are not connected are not kept.
+//! The hub maps a client id to its open connections. Two modes:
+//!
+//! - In memory (no `redis` table): each connection has a bounded queue; an
+//!   event is encoded once and shared by every connection of its client. A
+//!   connection whose queue is full is cut off (with a final comment telling
+//!   it why) so that one slow client never stalls the route. Delivery is
+//!   acknowledged when the hub has the events: events for clients that are
+//!   not connected are not kept, and ids are per process.
+//! - Backed by Redis (`[sinks.NAME.redis]`, see [`super::sse_redis`]):
+//!   durable, replayable with `Last-Event-ID`, served by any instance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use super::sse_redis::{self, PresenceEvent, SseRedisConfig};
 use super::{Ack, Sink, SinkBatch, SinkError, acked};
 use crate::config::{HumanDuration, defaults};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::record::{Record, write_envelope};
+use crate::redis::EntryId;
 
 /// `[sinks.NAME]` with `type = "sse"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +46,11 @@ pub struct SseConfig {
     /// is disconnected.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Close each connection cleanly after this long (the client hold time);
+    /// the client reconnects, with `Last-Event-ID` when backed by Redis.
+    pub hold: Option<HumanDuration>,
+    /// Back the sink with per-client Redis streams.
+    pub redis: Option<SseRedisConfig>,
 }
 
 /// What an SSE event's `data` holds.
@@ -63,7 +74,9 @@ fn default_queue() -> usize {
 
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Bytes>,
+    /// The connection's queue (in memory only; Redis-backed connections
+    /// are fed by their own reader).
+    tx: Option<mpsc::Sender<Bytes>>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -77,6 +90,13 @@ pub struct SseHub {
     connected: Gauge,
     unmatched: Counter,
     closed: AtomicBool,
+    closed_tx: watch::Sender<bool>,
+    /// This process, in presence set members.
+    instance: String,
+    /// Clients connected anywhere, as last read from the presence set.
+    remote: RwLock<HashSet<String>>,
+    presence_tx: Option<mpsc::UnboundedSender<PresenceEvent>>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceEvent>>>,
 }
 
 impl std::fmt::Debug for SseHub {
@@ -105,6 +125,13 @@ impl Drop for Subscription {
 impl SseHub {
     /// A hub with no connections.
     pub fn new(name: &str, config: SseConfig, metrics: &Metrics) -> Self {
+        let (presence_tx, presence_rx) = match config.redis {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         Self {
             name: name.to_owned(),
             config,
@@ -115,7 +142,53 @@ impl SseHub {
             unmatched: metrics
                 .counter("sluice_sse_records_without_client_total", &[("sink", name)]),
             closed: AtomicBool::new(false),
+            closed_tx: watch::channel(false).0,
+            instance: format!("{:x}-{:x}", std::process::id(), crate::record::now_millis()),
+            remote: RwLock::new(HashSet::new()),
+            presence_tx,
+            presence_rx: Mutex::new(presence_rx),
         }
+    }
+
+    /// Starts the hub's background work (the presence registry, when backed
+    /// by Redis). Call once, inside the runtime.
+    pub fn start(self: &Arc<Self>) {
+        let rx = self
+            .presence_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            tokio::spawn(sse_redis::presence(
+                Arc::clone(self),
+                rx,
+                self.closed_tx.subscribe(),
+            ));
+        }
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `client` has a connection open here or, when backed by
+    /// Redis, on any instance (as of the last presence refresh).
+    pub fn is_connected(&self, client: &str) -> bool {
+        self.connections(client) > 0
+            || self
+                .remote
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(client)
+    }
+
+    pub(super) fn set_remote(&self, clients: HashSet<String>) {
+        *self.remote.write().unwrap_or_else(|p| p.into_inner()) = clients;
+    }
+
+    pub(super) fn count_unmatched(&self) {
+        self.unmatched.add(1);
     }
 
     /// The sink's config.
@@ -123,14 +196,44 @@ impl SseHub {
         &self.config
     }
 
-    /// Registers a connection for `client`. `None` once the hub is closed.
-    pub fn subscribe(self: &Arc<Self>, client: &str) -> Option<Subscription> {
+    /// Registers a connection for `client`, resuming after `after` (the
+    /// `Last-Event-ID`) when backed by Redis. Fails once the hub is closed,
+    /// or when Redis cannot be reached.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        client: &str,
+        after: Option<EntryId>,
+    ) -> Result<Subscription, String> {
         if self.closed.load(Ordering::Acquire) {
-            return None;
+            return Err("shutting down".into());
         }
+        let redis = match &self.config.redis {
+            Some(_) => Some(sse_redis::open(self, client, after).await?),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let tx = match redis {
+            Some(start) => {
+                tokio::spawn(sse_redis::feed(
+                    Arc::clone(self),
+                    client.to_owned(),
+                    start,
+                    tx,
+                    self.closed_tx.subscribe(),
+                ));
+                if let Some(p) = &self.presence_tx {
+                    let _ = p.send(PresenceEvent::Open(sse_redis::member(
+                        client,
+                        &self.instance,
+                        id,
+                    )));
+                }
+                None
+            }
+            None => Some(tx),
+        };
         self.lock()
             .entry(client.to_owned())
             .or_default()
@@ -140,7 +243,7 @@ impl SseHub {
                 lagged: Arc::clone(&lagged),
             });
         self.connected.add(1);
-        Some(Subscription {
+        Ok(Subscription {
             rx,
             lagged,
             hub: Arc::clone(self),
@@ -150,6 +253,13 @@ impl SseHub {
     }
 
     fn unsubscribe(&self, client: &str, id: u64) {
+        if let Some(p) = &self.presence_tx {
+            let _ = p.send(PresenceEvent::Close(sse_redis::member(
+                client,
+                &self.instance,
+                id,
+            )));
+        }
         let mut clients = self.lock();
         if let Some(subs) = clients.get_mut(client) {
             let before = subs.len();
@@ -171,6 +281,7 @@ impl SseHub {
     /// Ends every connection (at shutdown, after the last events).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        let _ = self.closed_tx.send(true);
         let mut clients = self.lock();
         let n: usize = clients.values().map(Vec::len).sum();
         clients.clear();
@@ -192,9 +303,10 @@ impl SseHub {
             let Some(subs) = clients.get_mut(client.as_ref()) else {
                 continue;
             };
-            let event = self.encode(&record, &mut scratch);
+            let id = self.next_event.fetch_add(1, Ordering::Relaxed);
+            let event = encode_event(&id.to_string(), &record, self.config.format, &mut scratch);
             let mut cut = 0;
-            subs.retain(|s| match s.tx.try_send(event.clone()) {
+            subs.retain(|s| match s.tx.as_ref().map(|tx| tx.try_send(event.clone())).unwrap_or(Ok(())) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.lagged.store(true, Ordering::Release);
@@ -214,7 +326,8 @@ impl SseHub {
         }
     }
 
-    fn client_of<'r>(&self, record: &Record<'r>) -> Option<std::borrow::Cow<'r, str>> {
+    /// The client a record is for: its key, or `client_field` of its value.
+    pub fn client_of<'r>(&self, record: &Record<'r>) -> Option<std::borrow::Cow<'r, str>> {
         match &self.config.client_field {
             Some(field) => sluice_sdk::json::field(record.value(), field)
                 .ok()
@@ -223,33 +336,41 @@ impl SseHub {
         }
     }
 
-    fn encode(&self, record: &Record<'_>, scratch: &mut Vec<u8>) -> Bytes {
-        let id = self.next_event.fetch_add(1, Ordering::Relaxed);
-        let data = match self.config.format {
-            SseFormat::Value => record.value(),
-            SseFormat::Envelope => {
-                scratch.clear();
-                write_envelope(record, scratch);
-                scratch.as_slice()
-            }
-        };
-        let mut out = Vec::with_capacity(data.len() + 32);
-        out.extend_from_slice(format!("id: {id}\n").as_bytes());
-        // A newline inside the data would end the field; SSE splits
-        // multi-line data across several `data:` fields instead.
-        let text = String::from_utf8_lossy(data);
-        for line in text.split('\n') {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
-            out.push(b'\n');
-        }
-        out.push(b'\n');
-        Bytes::from(out)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Encodes one SSE event with `id` whose data is `record`'s value or
+/// envelope.
+pub(super) fn encode_event(
+    id: &str,
+    record: &Record<'_>,
+    format: SseFormat,
+    scratch: &mut Vec<u8>,
+) -> Bytes {
+    let data = match format {
+        SseFormat::Value => record.value(),
+        SseFormat::Envelope => {
+            scratch.clear();
+            write_envelope(record, scratch);
+            scratch.as_slice()
+        }
+    };
+    let mut out = Vec::with_capacity(data.len() + id.len() + 16);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.push(b'\n');
+    // A newline inside the data would end the field; SSE splits multi-line
+    // data across several `data:` fields instead.
+    let text = String::from_utf8_lossy(data);
+    for line in text.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    Bytes::from(out)
 }
 
 pub(super) struct SseSink {

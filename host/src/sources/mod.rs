@@ -9,6 +9,7 @@
 pub mod generator;
 pub mod http;
 pub mod kafka;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::shutdown::Shutdown;
 pub use generator::GeneratorConfig;
 pub use http::{HttpConfig, IngestHandle};
 pub use kafka::KafkaSourceConfig;
+pub use redis::RedisSourceConfig;
 
 /// `[sources.NAME]`: one variant per `type`.
 #[derive(Debug, Clone)]
@@ -32,10 +34,12 @@ pub enum SourceConfig {
     Http(HttpConfig),
     /// `type = "kafka"`.
     Kafka(KafkaSourceConfig),
+    /// `type = "redis"`.
+    Redis(RedisSourceConfig),
 }
 
 impl SourceConfig {
-    const KINDS: &'static [&'static str] = &["generator", "http", "kafka"];
+    const KINDS: &'static [&'static str] = &["generator", "http", "kafka", "redis"];
 
     pub(crate) fn from_toml(
         path: &str,
@@ -50,6 +54,7 @@ impl SourceConfig {
             |kind, path, v, problems| match kind {
                 "generator" => config::item(path, v, problems).map(Self::Generator),
                 "kafka" => config::item(path, v, problems).map(Self::Kafka),
+                "redis" => config::item(path, v, problems).map(Self::Redis),
                 _ => config::item(path, v, problems).map(Self::Http),
             },
         )

@@ -1,0 +1,132 @@
+//! `type = "redis_stream"`: XADD each record to a stream whose name is
+//! fixed or filled from the record (`"client:{key}"`).
+//!
+//! A batch is one pipeline; several may await their replies at once (the
+//! sink driver keeps up to `SINK_IN_FLIGHT`), and they reach Redis in
+//! order. A batch is acknowledged when Redis has answered every XADD.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::time::Duration;
+
+use super::{Ack, Sink, SinkBatch, SinkError};
+use crate::redis::{Connector, EntryFormat, EntryWriter, RedisUrl, send_pipelined};
+use crate::template::Template;
+
+/// `[sinks.NAME]` with `type = "redis_stream"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStreamConfig {
+    /// `redis://host:port/db`.
+    pub url: RedisUrl,
+    /// The stream: fixed (`"events"`) or a template (`"client:{key}"`,
+    /// `"orders-{field.region}"`, `"{header.stream}"`).
+    pub stream: Template,
+    /// Trim each stream to about this many entries (`MAXLEN ~`).
+    pub maxlen: Option<u64>,
+    /// `fields`: key, value, headers (and the timestamp, if
+    /// `timestamp_field` is set) each in a field. `json`: the value is a
+    /// JSON object whose members become the fields.
+    #[serde(default)]
+    pub format: EntryFormat,
+    /// With `fields`: the field that holds the value.
+    #[serde(default = "default_value_field")]
+    pub value_field: String,
+    /// With `fields`: the field that holds the key.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// With `fields`: the field that holds the timestamp; unset, it is not
+    /// written (the entry id carries the time of the XADD).
+    pub timestamp_field: Option<String>,
+}
+
+fn default_value_field() -> String {
+    "value".into()
+}
+
+fn default_key_field() -> String {
+    "key".into()
+}
+
+impl RedisStreamConfig {
+    /// How records become entries.
+    pub fn writer(&self) -> EntryWriter {
+        EntryWriter {
+            format: self.format,
+            value_field: self.value_field.clone(),
+            key_field: self.key_field.clone(),
+            timestamp_field: self.timestamp_field.clone(),
+        }
+    }
+}
+
+pub(super) struct RedisStreamSink {
+    name: String,
+    conn: Connector,
+    stream: Template,
+    maxlen: Option<u64>,
+    writer: EntryWriter,
+}
+
+impl RedisStreamSink {
+    pub(super) fn new(name: &str, config: &RedisStreamConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_owned(),
+            conn: Connector::new(
+                &config.url,
+                &format!("sinks.{name}"),
+                Duration::from_secs(10),
+            )?,
+            stream: config.stream.clone(),
+            maxlen: config.maxlen,
+            writer: config.writer(),
+        })
+    }
+}
+
+/// Appends `XADD stream [MAXLEN ~ n] * fields…` for `record` to `pipe`.
+pub(crate) fn xadd(
+    pipe: &mut redis::Pipeline,
+    stream: &str,
+    maxlen: Option<u64>,
+    writer: &EntryWriter,
+    record: &crate::record::Record<'_>,
+) -> Result<(), String> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream);
+    if let Some(n) = maxlen {
+        cmd.arg("MAXLEN").arg("~").arg(n);
+    }
+    cmd.arg("*");
+    writer.write(record, &mut cmd)?;
+    pipe.add_command(cmd);
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for RedisStreamSink {
+    async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
+        let mut pipe = redis::pipe();
+        for record in batch.records() {
+            let stream = match self.stream.fixed() {
+                Some(s) => std::borrow::Cow::Borrowed(s),
+                None => std::borrow::Cow::Owned(self.stream.render(&record).map_err(|e| {
+                    SinkError::Delivery {
+                        sink: self.name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?),
+            };
+            xadd(&mut pipe, &stream, self.maxlen, &self.writer, &record).map_err(|reason| {
+                SinkError::Delivery {
+                    sink: self.name.clone(),
+                    reason: format!("record at {:?}: {reason}", record.position()),
+                }
+            })?;
+        }
+        if batch.is_empty() {
+            return Ok(super::acked());
+        }
+        send_pipelined(&mut self.conn, pipe, &self.name).await
+    }
+}

@@ -1,0 +1,537 @@
+//! `type = "redis"`: a consumer-group member over Redis streams that XACKs
+//! only what every sink has.
+//!
+//! - Streams are named, or discovered with `SCAN MATCH pattern TYPE stream`
+//!   every `discover_interval`; the group is created (`MKSTREAM`) on each.
+//! - At start, and after every reconnect, the consumer first re-reads its
+//!   own pending entries (`XREADGROUP … 0`), then reads new ones (`>`).
+//! - Every `claim_idle / 2`, `XAUTOCLAIM` takes over entries pending longer
+//!   than `claim_idle`: those of dead consumers, and this consumer's own
+//!   failed batches. Entries this process still has in flight are skipped.
+//! - One batch per stream per read, so order per stream holds.
+//! - The [`acker`] XACKs a batch when its last sink acknowledged it, and
+//!   keeps retrying while Redis is away.
+
+mod acker;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Source, SourceOutput};
+use crate::config::{HumanDuration, defaults};
+use crate::metrics::{Counter, Metrics};
+use crate::pipeline::BatchAck;
+use crate::record::{FlatBatch, Origin};
+use crate::redis::{Connector, Entry, EntryId, EntryMapping, RedisUrl, parse_entries};
+use crate::shutdown::Shutdown;
+use acker::{Completion, InFlight};
+
+/// `[sources.NAME]` with `type = "redis"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSourceConfig {
+    /// `redis://host:port/db`.
+    pub url: RedisUrl,
+    /// Streams to read.
+    #[serde(default)]
+    pub streams: Vec<String>,
+    /// Also read every stream whose key matches this glob (`SCAN MATCH`).
+    pub pattern: Option<String>,
+    /// How often `pattern` is scanned for new streams.
+    #[serde(default = "default_discover_interval")]
+    pub discover_interval: HumanDuration,
+    /// The consumer group.
+    pub group: String,
+    /// This member's name in the group. Keep it stable across restarts (its
+    /// pending entries are re-read at start) and unique per instance.
+    /// Default: `$HOSTNAME`, else `sluice`.
+    pub consumer: Option<String>,
+    /// Where a newly created group starts: `earliest` (the whole stream) or
+    /// `latest` (entries added from now on).
+    #[serde(default)]
+    pub start: GroupStart,
+    /// The most entries read per stream per read.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// How long one read waits for new entries.
+    #[serde(default = "default_block")]
+    pub block: HumanDuration,
+    /// Entries pending this long are claimed (`XAUTOCLAIM`) and processed
+    /// again: those of consumers that died, and this one's failed batches.
+    #[serde(default = "default_claim_idle")]
+    pub claim_idle: HumanDuration,
+    /// The entry field that becomes the record value; the other fields
+    /// become headers. Unset: the whole entry becomes a JSON object.
+    pub value_field: Option<String>,
+    /// The entry field that becomes the record key.
+    pub key_field: Option<String>,
+    /// The entry field that holds the timestamp (ms since the epoch).
+    /// Unset: the time in the entry id.
+    pub timestamp_field: Option<String>,
+}
+
+/// Where a newly created group starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupStart {
+    /// From the first entry (`XGROUP CREATE … 0`).
+    #[default]
+    Earliest,
+    /// After the last entry (`XGROUP CREATE … $`).
+    Latest,
+}
+
+fn default_discover_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+fn default_batch_size() -> usize {
+    defaults::BATCH_SIZE
+}
+
+fn default_block() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+fn default_claim_idle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+impl RedisSourceConfig {
+    /// Problems no single key shows, for config validation.
+    pub(crate) fn problems(&self, at: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.streams.is_empty() && self.pattern.is_none() {
+            p.push(format!("{at}: set `streams`, `pattern`, or both"));
+        }
+        if self.group.is_empty() {
+            p.push(format!("{at}.group: must not be empty"));
+        }
+        if self.claim_idle.0 < Duration::from_millis(100) {
+            p.push(format!("{at}.claim_idle: must be at least 100ms"));
+        }
+        p
+    }
+
+    fn consumer_name(&self) -> String {
+        self.consumer
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "sluice".into())
+    }
+}
+
+/// Where a stream is being read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// Re-reading this consumer's pending entries after this id.
+    Pending(EntryId),
+    /// Reading new entries (`>`).
+    New,
+}
+
+/// A running Redis streams source.
+pub struct RedisSource {
+    name: String,
+    config: RedisSourceConfig,
+    consumer: String,
+    mapping: EntryMapping,
+    records: Counter,
+    failures: Counter,
+    acked: Counter,
+    claimed: Counter,
+}
+
+impl RedisSource {
+    /// A source for `config`; connects when run.
+    pub fn new(name: &str, config: RedisSourceConfig, metrics: &Metrics) -> Self {
+        let labels = [("source", name)];
+        Self {
+            name: name.to_owned(),
+            consumer: config.consumer_name(),
+            mapping: EntryMapping {
+                value_field: config.value_field.clone(),
+                key_field: config.key_field.clone(),
+                timestamp_field: config.timestamp_field.clone(),
+            },
+            config,
+            records: metrics.counter("sluice_source_records_total", &labels),
+            failures: metrics.counter("sluice_source_ack_failures_total", &labels),
+            acked: metrics.counter("sluice_redis_acked_total", &labels),
+            claimed: metrics.counter("sluice_redis_claimed_total", &labels),
+        }
+    }
+}
+
+/// The read loop's state.
+struct Reader {
+    conn: Connector,
+    cursors: BTreeMap<String, Cursor>,
+    in_flight: Arc<Mutex<InFlight>>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    next_discovery: Instant,
+    next_claim: Instant,
+    /// Set after a failure: re-create groups and re-read pending entries.
+    resync: bool,
+}
+
+#[async_trait]
+impl Source for RedisSource {
+    async fn run(self: Box<Self>, out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        let block = self.config.block.0;
+        let in_flight = Arc::new(Mutex::new(InFlight::default()));
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(acker::run(
+            Connector::new(
+                &self.config.url,
+                &format!("sources.{} (acks)", self.name),
+                Duration::from_secs(5),
+            )?,
+            self.config.group.clone(),
+            done_rx,
+            Arc::clone(&in_flight),
+            self.acked.clone(),
+            self.failures.clone(),
+            self.name.clone(),
+        ));
+        let mut reader = Reader {
+            conn: Connector::new(
+                &self.config.url,
+                &format!("sources.{}", self.name),
+                block + Duration::from_secs(5),
+            )?,
+            cursors: self
+                .config
+                .streams
+                .iter()
+                .map(|s| (s.clone(), Cursor::Pending(EntryId::default())))
+                .collect(),
+            in_flight,
+            done_tx,
+            next_discovery: Instant::now(),
+            next_claim: Instant::now() + self.config.claim_idle.0 / 2,
+            resync: true,
+        };
+        tracing::info!(source = %self.name, streams = ?self.config.streams, pattern = ?self.config.pattern, group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
+        loop {
+            let step = self.step(&mut reader, &out);
+            tokio::select! {
+                biased;
+                _ = shutdown.recv() => break,
+                result = step => if let Err(e) = result {
+                    reader.conn.check(&Err::<(), _>(e.clone()));
+                    if !crate::redis::is_connection_error(&e) {
+                        tracing::warn!(source = %self.name, error = %e, "Redis read failed; retrying.");
+                        reader.conn.pause().await;
+                    }
+                    reader.resync = true;
+                },
+            }
+        }
+        // Stop reading. Entries read but not yet delivered stay pending and
+        // are re-read at the next start; what is in flight finishes first.
+        drop(out);
+        drop(reader.done_tx);
+        if let Err(e) = acker.await {
+            tracing::error!(source = %self.name, error = %e, "The acker task failed.");
+        }
+        tracing::info!(source = %self.name, "Redis source stopped; delivered entries acknowledged.");
+        Ok(())
+    }
+}
+
+impl RedisSource {
+    /// One pass: set up groups if needed, discover, claim, read, send.
+    async fn step(&self, r: &mut Reader, out: &SourceOutput) -> Result<(), redis::RedisError> {
+        let mut conn = r.conn.get().await?;
+        let now = Instant::now();
+        if self.config.pattern.is_some() && now >= r.next_discovery {
+            self.discover(&mut conn, r).await?;
+            r.next_discovery = now + self.config.discover_interval.0;
+        }
+        if r.resync {
+            for stream in r.cursors.keys().cloned().collect::<Vec<_>>() {
+                self.create_group(&mut conn, &stream).await?;
+                r.cursors
+                    .insert(stream, Cursor::Pending(EntryId::default()));
+            }
+            r.resync = false;
+        }
+        if now >= r.next_claim {
+            self.claim(&mut conn, r, out).await?;
+            r.next_claim = Instant::now() + self.config.claim_idle.0 / 2;
+        }
+        if r.cursors.is_empty() {
+            // Nothing to read yet (a pattern that matches nothing so far).
+            tokio::time::sleep(self.config.discover_interval.0.min(self.config.block.0)).await;
+            return Ok(());
+        }
+        let pending: Vec<(String, EntryId)> = r
+            .cursors
+            .iter()
+            .filter_map(|(s, c)| match c {
+                Cursor::Pending(id) => Some((s.clone(), *id)),
+                Cursor::New => None,
+            })
+            .collect();
+        let count = self.config.batch_size.max(1);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.config.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count);
+        let reading_pending = !pending.is_empty();
+        if reading_pending {
+            cmd.arg("STREAMS");
+            for (s, _) in &pending {
+                cmd.arg(s);
+            }
+            for (_, id) in &pending {
+                cmd.arg(id.to_string());
+            }
+        } else {
+            // Wake up in time for the next discovery or claim.
+            let until = r.next_claim.min(if self.config.pattern.is_some() {
+                r.next_discovery
+            } else {
+                r.next_claim
+            });
+            let wait = until
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), self.config.block.0);
+            cmd.arg("BLOCK").arg(wait.as_millis() as u64).arg("STREAMS");
+            for s in r.cursors.keys() {
+                cmd.arg(s);
+            }
+            for _ in r.cursors.keys() {
+                cmd.arg(">");
+            }
+        }
+        let reply: Value = match cmd.query_async(&mut conn).await {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                // The stream or group went away (deleted, or Redis restarted
+                // without persistence): create it again.
+                tracing::warn!(source = %self.name, error = %e, "Consumer group missing; re-creating it.");
+                r.resync = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let streams = crate::redis::parse_read_reply(reply).map_err(protocol_error)?;
+        if reading_pending {
+            for (stream, _) in &pending {
+                let entries = streams
+                    .iter()
+                    .find(|(s, _)| s == stream)
+                    .map_or(&[][..], |(_, e)| e.as_slice());
+                let next = match entries.last() {
+                    Some(e) => Cursor::Pending(e.id),
+                    None => Cursor::New,
+                };
+                r.cursors.insert(stream.clone(), next);
+            }
+        }
+        for (stream, entries) in streams {
+            self.send(r, out, &stream, entries, reading_pending).await;
+        }
+        Ok(())
+    }
+
+    async fn create_group(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        stream: &str,
+    ) -> Result<(), redis::RedisError> {
+        let start = match self.config.start {
+            GroupStart::Earliest => "0",
+            GroupStart::Latest => "$",
+        };
+        let created: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(&self.config.group)
+            .arg(start)
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(source = %self.name, %stream, group = %self.config.group, "Consumer group created.");
+                Ok(())
+            }
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn discover(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        r: &mut Reader,
+    ) -> Result<(), redis::RedisError> {
+        let Some(pattern) = &self.config.pattern else {
+            return Ok(());
+        };
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query_async(conn)
+                .await?;
+            for key in keys {
+                if !r.cursors.contains_key(&key) {
+                    self.create_group(conn, &key).await?;
+                    tracing::info!(source = %self.name, stream = %key, "Discovered a stream; reading it.");
+                    r.cursors.insert(key, Cursor::Pending(EntryId::default()));
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Takes over entries idle longer than `claim_idle`.
+    async fn claim(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        r: &mut Reader,
+        out: &SourceOutput,
+    ) -> Result<(), redis::RedisError> {
+        let idle = self.config.claim_idle.0.as_millis() as u64;
+        for stream in r.cursors.keys().cloned().collect::<Vec<_>>() {
+            let mut start = "0-0".to_owned();
+            // Bounded, so one huge backlog cannot starve new entries.
+            for _ in 0..16 {
+                let reply: Value = match redis::cmd("XAUTOCLAIM")
+                    .arg(&stream)
+                    .arg(&self.config.group)
+                    .arg(&self.consumer)
+                    .arg(idle)
+                    .arg(&start)
+                    .arg("COUNT")
+                    .arg(self.config.batch_size.max(1))
+                    .query_async(conn)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) if e.code() == Some("NOGROUP") => {
+                        r.resync = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let Value::Array(mut parts) = reply else {
+                    return Err(protocol_error(format!(
+                        "unexpected XAUTOCLAIM reply {reply:?}"
+                    )));
+                };
+                if parts.len() < 2 {
+                    return Err(protocol_error("short XAUTOCLAIM reply".into()));
+                }
+                let entries = parse_entries(parts.remove(1)).map_err(protocol_error)?;
+                let next = crate::redis::bytes(parts.remove(0))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_else(|| "0-0".into());
+                if !entries.is_empty() {
+                    self.claimed.add(entries.len() as u64);
+                    tracing::info!(source = %self.name, %stream, entries = entries.len(), "Claimed idle pending entries.");
+                    self.send(r, out, &stream, entries, true).await;
+                }
+                if next == "0-0" {
+                    break;
+                }
+                start = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one stream's entries as a batch. Entries this process already
+    /// has in flight are skipped when `may_repeat` (pending re-reads and
+    /// claims can return them); deleted entries are acknowledged as they are.
+    async fn send(
+        &self,
+        r: &mut Reader,
+        out: &SourceOutput,
+        stream: &str,
+        entries: Vec<Entry>,
+        may_repeat: bool,
+    ) {
+        let mut batch = FlatBatch::with_capacity(
+            Origin {
+                source: self.name.clone(),
+                topic: stream.to_owned(),
+                partition: 0,
+            },
+            entries.len(),
+            entries.len() * 64,
+        );
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut gone = Vec::new();
+        {
+            let in_flight = r.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                if may_repeat && in_flight.contains(stream, entry.id) {
+                    continue;
+                }
+                match &entry.fields {
+                    Some(fields) => {
+                        self.mapping.push(&mut batch, entry.id, fields);
+                        ids.push(entry.id);
+                    }
+                    None => gone.push(entry.id),
+                }
+            }
+        }
+        if !gone.is_empty() {
+            // Deleted while pending: nothing to deliver, only to acknowledge.
+            let _ = r.done_tx.send(Completion::deleted(stream, gone));
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let token = r
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .begin(stream, &ids);
+        self.records.add(ids.len() as u64);
+        let done_tx = r.done_tx.clone();
+        let stream = stream.to_owned();
+        let (_ack, hold) = BatchAck::new(move |result| {
+            let _ = done_tx.send(Completion {
+                stream,
+                ids,
+                token: Some(token),
+                result,
+            });
+        });
+        // Waits while the routes are full: backpressure reaches the reads.
+        out.send(batch, hold).await;
+    }
+}
+
+fn protocol_error(message: String) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "unexpected reply from Redis",
+        message,
+    ))
+}

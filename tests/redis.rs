@@ -1,0 +1,412 @@
+//! Redis Streams end to end against a real `redis-server` on a free port:
+//! exact entries, XACK after delivery, restarts of Sluice and of Redis,
+//! SSE replay with `Last-Event-ID`, demand-driven forwarding, and pattern
+//! discovery.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::redis::{Entry, RedisServer, field, pending, xadd, xrange};
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn stream_to_stream(source_url: &str, sink_url: &str, extra_source: &str) -> String {
+    format!(
+        r#"
+[sources.in]
+type = "redis"
+url = "{source_url}"
+streams = ["in"]
+group = "g"
+consumer = "c1"
+value_field = "value"
+key_field = "key"
+batch_size = 64
+block = "100ms"
+{extra_source}
+
+[sinks.out]
+type = "redis_stream"
+url = "{sink_url}"
+stream = "out"
+timestamp_field = "ts"
+
+[routes.copy]
+from = "in"
+to = ["out"]
+"#
+    )
+}
+
+fn values(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| field(e, "value").unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_come_out_exactly_and_are_acked() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        let key = format!("client-{}", i % 7);
+        let value = format!(r#"{{"n":{i}}}"#);
+        ids.push(xadd(
+            &mut c,
+            "in",
+            &[
+                ("key", &key),
+                ("value", &value),
+                ("trace", &format!("t{i}")),
+            ],
+        ));
+    }
+    let running = start(
+        &stream_to_stream(&server.url(), &server.url(), ""),
+        &workspace(),
+    )
+    .await;
+    assert!(eventually(WAIT, || xrange(&mut c, "out").len() >= 500).await);
+    let out = xrange(&mut c, "out");
+    assert_eq!(out.len(), 500, "no duplicates");
+    for (i, e) in out.iter().enumerate() {
+        assert_eq!(field(e, "key"), Some(format!("client-{}", i % 7).as_str()));
+        assert_eq!(field(e, "value"), Some(format!(r#"{{"n":{i}}}"#).as_str()));
+        assert_eq!(
+            field(e, "trace"),
+            Some(format!("t{i}").as_str()),
+            "headers kept"
+        );
+        let ms = ids[i].split('-').next().unwrap();
+        assert_eq!(field(e, "ts"), Some(ms), "timestamp = the entry's time");
+    }
+    assert!(
+        eventually(WAIT, || pending(&mut c, "in", "g") == 0).await,
+        "everything XACKed"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_acked_until_the_sink_has_it() {
+    let source = RedisServer::start();
+    let mut sink = RedisServer::start();
+    sink.stop();
+    let mut c = source.conn();
+    for i in 0..50 {
+        xadd(&mut c, "in", &[("value", &i.to_string())]);
+    }
+    let config = stream_to_stream(&source.url(), &sink.url(), "claim_idle = \"1s\"");
+    let running = start(&config, &workspace()).await;
+    assert!(
+        eventually(WAIT, || pending(&mut c, "in", "g") == 50).await,
+        "read"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        pending(&mut c, "in", "g"),
+        50,
+        "not acknowledged while the sink is down"
+    );
+    sink.restart();
+    let mut out = sink.conn();
+    let expected: BTreeSet<String> = (0..50).map(|i| i.to_string()).collect();
+    assert!(
+        eventually(WAIT, || values(&xrange(&mut out, "out"))
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            == expected)
+        .await,
+        "claimed again and delivered once the sink is back"
+    );
+    assert!(eventually(WAIT, || pending(&mut c, "in", "g") == 0).await);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_nothing() {
+    let mut server = RedisServer::start_persistent();
+    let config = stream_to_stream(&server.url(), &server.url(), "claim_idle = \"1s\"");
+    let running = start(&config, &workspace()).await;
+    let mut c = server.conn();
+    for i in 0..150 {
+        xadd(&mut c, "in", &[("value", &i.to_string())]);
+    }
+    assert!(eventually(WAIT, || xrange(&mut c, "out").len() >= 150).await);
+    server.restart();
+    let mut c = server.conn();
+    for i in 150..300 {
+        xadd(&mut c, "in", &[("value", &i.to_string())]);
+    }
+    let expected: BTreeSet<String> = (0..300).map(|i| i.to_string()).collect();
+    assert!(
+        eventually(WAIT, || values(&xrange(&mut c, "out"))
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            == expected)
+        .await,
+        "every entry delivered after Redis came back; got {}",
+        xrange(&mut c, "out").len()
+    );
+    assert!(eventually(WAIT, || pending(&mut c, "in", "g") == 0).await);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_sluice_mid_run_loses_nothing() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let n = 20_000;
+    let mut pipe = ::redis::pipe();
+    for i in 0..n {
+        pipe.cmd("XADD")
+            .arg("in")
+            .arg("*")
+            .arg("value")
+            .arg(i.to_string())
+            .ignore();
+    }
+    pipe.query::<()>(&mut c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+            stream_to_stream(&server.url(), &server.url(), "")
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("run")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut first = spawn();
+    assert!(eventually(WAIT, || xrange(&mut c, "out").len() >= 1000).await);
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let after_kill = xrange(&mut c, "out").len();
+    let _second = spawn();
+    let expected: BTreeSet<String> = (0..n).map(|i| i.to_string()).collect();
+    assert!(
+        eventually(Duration::from_secs(60), || values(&xrange(&mut c, "out"))
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            == expected)
+        .await,
+        "every entry at least once after the restart"
+    );
+    assert!(
+        after_kill < n,
+        "the kill happened mid-run ({after_kill} of {n} were out)"
+    );
+    assert!(eventually(WAIT, || pending(&mut c, "in", "g") == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_discovery_picks_up_a_new_stream() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    xadd(&mut c, "orders:eu", &[("value", "first")]);
+    let config = format!(
+        r#"
+[sources.orders]
+type = "redis"
+url = "{url}"
+pattern = "orders:*"
+discover_interval = "200ms"
+group = "g"
+value_field = "value"
+block = "100ms"
+
+[sinks.out]
+type = "redis_stream"
+url = "{url}"
+stream = "copy"
+
+[routes.copy]
+from = "orders"
+to = ["out"]
+"#,
+        url = server.url()
+    );
+    let running = start(&config, &workspace()).await;
+    assert!(eventually(WAIT, || xrange(&mut c, "copy").len() == 1).await);
+    xadd(&mut c, "orders:us", &[("value", "second")]);
+    assert!(
+        eventually(WAIT, || values(&xrange(&mut c, "copy"))
+            == ["first", "second"])
+        .await,
+        "the stream created after start was read: {:?}",
+        values(&xrange(&mut c, "copy"))
+    );
+    running.shutdown().await.unwrap();
+}
+
+fn sse_config(url: &str, extra_route: &str) -> String {
+    format!(
+        r#"
+[sources.in]
+type = "http"
+
+[sinks.notify]
+type = "sse"
+heartbeat = "1s"
+[sinks.notify.redis]
+url = "{url}"
+stream = "client:{{client_id}}"
+presence_refresh = "100ms"
+presence_ttl = "3s"
+
+[routes.r]
+from = "in"
+to = ["notify"]
+{extra_route}
+"#
+    )
+}
+
+async fn post(addr: std::net::SocketAddr, client: &str, n: usize) {
+    let req = builder(addr, "POST", "/ingest/in")
+        .header("sluice-key", client)
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            r#"{{"n":{n}}}"#
+        ))))
+        .unwrap();
+    let (status, body) = call(addr, req).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resumes_exactly_after_last_event_id() {
+    let server = RedisServer::start();
+    let running = start(&sse_config(&server.url(), ""), &workspace()).await;
+    let addr = running.addr;
+    let mut first = SseClient::connect(addr, "notify", "c1").await;
+    for n in 0..3 {
+        post(addr, "c1", n).await;
+    }
+    let seen = first.take(3, WAIT).await;
+    assert_eq!(
+        seen.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]
+    );
+    drop(first);
+    for n in 3..6 {
+        post(addr, "c1", n).await;
+    }
+    let last = seen[2].id.clone().unwrap();
+    let mut again = SseClient::resume(addr, "notify", "c1", Some(&last)).await;
+    let missed = again.take(3, WAIT).await;
+    assert_eq!(
+        missed.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        [r#"{"n":3}"#, r#"{"n":4}"#, r#"{"n":5}"#],
+        "exactly the missed events, in order"
+    );
+    assert!(
+        again.next(Duration::from_millis(300)).await.is_none(),
+        "nothing more"
+    );
+    // Ids are the entry ids of the client's stream.
+    let mut c = server.conn();
+    let ids: Vec<String> = xrange(&mut c, "client:c1")
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    let mut all = seen.clone();
+    all.extend(missed);
+    assert_eq!(
+        all.into_iter().map(|e| e.id.unwrap()).collect::<Vec<_>>(),
+        ids
+    );
+    let (status, _) = get(addr, "/sse/notify?client_id=c1&last_event_id=nonsense").await;
+    assert_eq!(status, 400, "a malformed Last-Event-ID is refused");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_time_closes_connections_cleanly() {
+    let config = r#"
+[sources.in]
+type = "http"
+[sinks.notify]
+type = "sse"
+hold = "300ms"
+[routes.r]
+from = "in"
+to = ["notify"]
+"#;
+    let running = start(config, &workspace()).await;
+    let mut client = SseClient::connect(running.addr, "notify", "c1").await;
+    assert!(client.next(Duration::from_secs(5)).await.is_none());
+    assert!(client.ended, "the server ended the response");
+    assert_eq!(
+        client.comments.last().map(String::as_str),
+        Some("hold time over; reconnect")
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_connected_clients_get_streams_on_any_instance() {
+    let server = RedisServer::start();
+    let config = sse_config(&server.url(), "only_connected = \"notify\"");
+    let a = start(&config, &workspace()).await;
+    let b = start(&config, &workspace()).await;
+    let mut here = SseClient::connect(a.addr, "notify", "c1").await;
+    let mut elsewhere = SseClient::connect(b.addr, "notify", "c3").await;
+    // Instance A learns of B's client from the presence set.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..4 {
+        post(a.addr, "c1", n).await;
+        post(a.addr, "c2", n).await;
+        post(a.addr, "c3", n).await;
+    }
+    let mine: Vec<String> = here
+        .take(4, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(
+        mine,
+        (0..4)
+            .map(|n| format!(r#"{{"n":{n}}}"#))
+            .collect::<Vec<_>>()
+    );
+    let theirs: Vec<String> = elsewhere
+        .take(4, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(theirs, mine, "served by the other instance");
+    let mut c = server.conn();
+    let exists: bool = ::redis::cmd("EXISTS")
+        .arg("client:c2")
+        .query(&mut c)
+        .unwrap();
+    assert!(!exists, "no stream for a client nobody is connected as");
+    let (_, metrics) = get(a.addr, "/metrics").await;
+    assert!(
+        metrics.contains(r#"sluice_route_not_connected_total{route="r"} 4"#),
+        "{metrics}"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
