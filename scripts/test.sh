@@ -3,13 +3,22 @@
 # Rust toolchain, then runs every test in the workspace.
 #
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
-# tests) and coreutils' mkfifo (the slow-sink test). Nothing else: the tests
-# start everything they talk to themselves (Kafka is librdkafka's in-process
-# mock cluster unless SLUICE_TEST_KAFKA names a broker).
+# tests), redis-server (Debian's package; the Redis tests start their own
+# servers on free ports) and coreutils' mkfifo (the slow-sink test). The
+# tests start everything they talk to themselves (Kafka is librdkafka's
+# in-process mock cluster unless SLUICE_TEST_KAFKA names a broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
+
+if ! command -v redis-server >/dev/null; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools
+fi
+# The package starts a system-wide server on 6379; the tests don't use it.
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

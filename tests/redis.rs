@@ -410,3 +410,209 @@ async fn only_connected_clients_get_streams_on_any_instance() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Loads an example with `REDIS_URL` pointing at `server`, on a free port.
+async fn start_example(name: &str, server: &RedisServer) -> sluice::runtime::Running {
+    init_logging();
+    let path = workspace().join("examples").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let url = server.url();
+    let config = sluice::config::Config::parse(&text, path.parent().unwrap(), |var| match var {
+        "REDIS_URL" => Some(url.clone()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sluice::runtime::start_with_listener(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn hgetall(c: &mut ::redis::Connection, key: &str) -> std::collections::BTreeMap<String, String> {
+    ::redis::cmd("HGETALL").arg(key).query(c).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_sourcing_example_folds_commands_into_snapshots() {
+    let server = RedisServer::start();
+    let running = start_example("event-sourcing.toml", &server).await;
+    let mut c = server.conn();
+    let commands: &[(&str, &[(&str, &str)])] = &[
+        (
+            "user_updates",
+            &[
+                ("user_id", "1"),
+                ("command", "register"),
+                ("name", "Duffy"),
+                ("surename", "Duck"),
+            ],
+        ),
+        (
+            "user_updates",
+            &[
+                ("user_id", "2"),
+                ("command", "register"),
+                ("name", "Mickey"),
+                ("surename", "Mouse"),
+            ],
+        ),
+        (
+            "user_friends",
+            &[
+                ("user_id", "1"),
+                ("command", "add_friend"),
+                ("friend_id", "2"),
+            ],
+        ),
+        (
+            "user_friends",
+            &[
+                ("user_id", "1"),
+                ("command", "add_friend"),
+                ("friend_id", "3"),
+            ],
+        ),
+        ("user_activity", &[("user_id", "1"), ("command", "login")]),
+        (
+            "user_friends",
+            &[
+                ("user_id", "1"),
+                ("command", "remove_friend"),
+                ("friend_id", "3"),
+            ],
+        ),
+        (
+            "user_updates",
+            &[("user_id", "1"), ("command", "rename"), ("name", "Daffy")],
+        ),
+        (
+            "user_updates",
+            &[("user_id", "2"), ("command", "unregister")],
+        ),
+        (
+            "user_updates",
+            &[("command", "register"), ("name", "Nobody")],
+        ),
+    ];
+    for (stream, fields) in commands {
+        xadd(&mut c, stream, fields);
+    }
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("name", "Daffy"),
+        ("surename", "Duck"),
+        ("status", "registered"),
+        ("friend:2", "1"),
+        ("online", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert!(
+        eventually(WAIT, || hgetall(&mut c, "user_snapshot_1") == expected).await,
+        "{:?}",
+        hgetall(&mut c, "user_snapshot_1")
+    );
+    assert!(eventually(WAIT, || xrange(&mut c, "user_commands_rejected").len() == 1).await);
+    let rejected = &xrange(&mut c, "user_commands_rejected")[0];
+    assert!(
+        field(rejected, "sluice-error").unwrap().contains("user_id"),
+        "{rejected:?}"
+    );
+    assert!(
+        hgetall(&mut c, "user_snapshot_2").is_empty(),
+        "unregister deleted the snapshot"
+    );
+    for stream in ["user_updates", "user_activity", "user_friends"] {
+        assert!(
+            eventually(WAIT, || pending(&mut c, stream, "snapshotter") == 0).await,
+            "{stream}: XACKed after the HSET"
+        );
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_notifications_example_streams_to_connected_clients_only() {
+    let server = RedisServer::start();
+    let running = start_example("client-notifications.toml", &server).await;
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    let mut client = SseClient::connect(running.addr, "notifications", "client-1").await;
+    let records: Vec<kafka::Input> = (0..6)
+        .map(|i| {
+            let key = ["client-1", "client-2", "other-9"][i % 3];
+            (
+                key.to_owned(),
+                format!(r#"{{"n":{i}}}"#),
+                vec![],
+                1_700_000_000_000 + i as i64,
+            )
+        })
+        .collect();
+    kafka::produce(&bootstrap, "events", &records).await;
+    let got: Vec<String> = client
+        .take(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, [r#"{"n":0}"#, r#"{"n":3}"#]);
+    assert!(client.next(Duration::from_millis(300)).await.is_none());
+    let mut c = server.conn();
+    assert_eq!(xrange(&mut c, "client:client-1").len(), 2);
+    let streams: Vec<String> = ::redis::cmd("KEYS").arg("client:*").query(&mut c).unwrap();
+    assert_eq!(
+        streams,
+        ["client:client-1"],
+        "no stream for clients that are not connected"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_ask_the_host_whether_a_client_is_connected() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let config = format!(
+        r#"
+{sse}
+[plugins.connected]
+path = "{filter}"
+config = {{ only_connected = true }}
+
+[sinks.seen]
+type = "file"
+path = "{out}"
+
+[routes.audit]
+from = "in"
+through = ["connected"]
+to = ["seen"]
+"#,
+        sse = sse_config(&server.url(), ""),
+        filter = plugin("client-filter"),
+        out = out.display()
+    );
+    let a = start(&config, &workspace()).await;
+    let b = start(&config, &workspace()).await;
+    let _here = SseClient::connect(a.addr, "notify", "c1").await;
+    let _elsewhere = SseClient::connect(b.addr, "notify", "c3").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for client in ["c1", "c2", "c3"] {
+        post(a.addr, client, 0).await;
+    }
+    let keys = || {
+        read_lines(&out)
+            .iter()
+            .map(|v| v["key"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(WAIT, || keys().len() >= 2).await, "{:?}", keys());
+    assert_eq!(
+        keys(),
+        ["c1", "c3"],
+        "connected here, and on the other instance"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

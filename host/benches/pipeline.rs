@@ -185,6 +185,7 @@ fn main() {
         plugin: Arc::clone(&p.plugin),
         on_error: OnError::Drop,
         dead_letter: None,
+        presence: Default::default(),
     };
 
     // Each pair does the same work per batch: the host clones the batch

@@ -26,7 +26,7 @@ use crate::sources::http::HttpSource;
 use crate::sources::kafka::KafkaSource;
 use crate::sources::redis::RedisSource;
 use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
-use crate::wasm::{LoadedPlugin, load_plugin};
+use crate::wasm::{LoadedPlugin, PresenceCheck, load_plugin};
 
 /// A running Sluice.
 pub struct Running {
@@ -82,6 +82,11 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
     let sinks = sinks::build(&config, &metrics, embedded.as_ref()).await?;
     let (trigger, shutdown) = shutdown::channel();
 
+    // The plugins' `presence` import: connected to any SSE sink.
+    let presence = {
+        let hubs: Vec<Arc<SseHub>> = sinks.hubs.values().cloned().collect();
+        PresenceCheck::new(move |client| hubs.iter().any(|h| h.is_connected(client)))
+    };
     let mut route_inputs: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     let mut route_tasks = Vec::new();
     let mut statuses = Vec::new();
@@ -102,6 +107,7 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
                     OnError::DeadLetter => plugin_config.dead_letter.clone(),
                     _ => None,
                 },
+                presence: presence.clone(),
             });
         }
         let dead = specs.iter().filter_map(|s| s.dead_letter.clone());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::OnError;
 use crate::metrics::{Counter, Metrics};
 use crate::record::{FlatBatch, Record};
-use crate::wasm::{Instance, Plugin, PluginKind, WasmError};
+use crate::wasm::{Instance, Plugin, PluginKind, PresenceCheck, WasmError};
 use sluice_sdk::{FilterOutcome, TransformOutcome};
 
 /// Header names set on dead-lettered records.
@@ -41,6 +41,8 @@ pub struct StageSpec {
     pub on_error: OnError,
     /// The sink for `on_error = "dead_letter"`.
     pub dead_letter: Option<String>,
+    /// What the plugin's `presence` import answers.
+    pub presence: PresenceCheck,
 }
 
 struct StageCounters {
@@ -175,7 +177,10 @@ impl Stage {
     /// The live instance, creating one if the last was discarded.
     fn instance(&mut self) -> Result<&mut Instance, WasmError> {
         if self.instance.is_none() {
-            let instance = self.spec.plugin.instantiate(Arc::clone(&self.label))?;
+            let instance = self
+                .spec
+                .plugin
+                .instantiate(Arc::clone(&self.label), self.spec.presence.clone())?;
             self.instance = Some(instance);
         }
         self.instance

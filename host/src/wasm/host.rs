@@ -12,7 +12,7 @@ use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, tables, types};
+use super::bindings::{log, presence, tables, types};
 
 /// Who an instance is, for its log lines.
 #[derive(Debug, Clone)]
@@ -33,12 +33,54 @@ pub struct StoreState {
     allowed_tables: Arc<[String]>,
     /// The last lines the plugin wrote to stderr (a panic message, usually).
     pub(crate) stderr_tail: OutputTail,
+    /// Answers the `presence` import.
+    presence: PresenceCheck,
+}
+
+/// Answers "is this client connected to an SSE sink" for the `presence`
+/// import. The default answers no (no SSE sinks).
+#[derive(Clone)]
+pub struct PresenceCheck(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl PresenceCheck {
+    /// A check that asks `f`.
+    pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Whether `client` is connected.
+    pub fn connected(&self, client: &str) -> bool {
+        (self.0)(client)
+    }
+}
+
+impl Default for PresenceCheck {
+    fn default() -> Self {
+        Self::new(|_| false)
+    }
+}
+
+impl std::fmt::Debug for PresenceCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresenceCheck")
+    }
+}
+
+impl presence::Host for StoreState {
+    fn connected(&mut self, client: String) -> WasmResult<bool> {
+        Ok(self.presence.connected(&client))
+    }
 }
 
 impl StoreState {
     /// State for one instance: no WASI capabilities; stdout and stderr go to
     /// the host log.
-    pub fn new(label: InstanceLabel, max_memory: usize, allowed_tables: Arc<[String]>) -> Self {
+    pub fn new(
+        label: InstanceLabel,
+        max_memory: usize,
+        allowed_tables: Arc<[String]>,
+        presence: PresenceCheck,
+    ) -> Self {
         let stderr_tail = OutputTail::default();
         let wasi = WasiCtx::builder()
             .stdout(LogStream {
@@ -62,6 +104,7 @@ impl StoreState {
             label,
             allowed_tables,
             stderr_tail,
+            presence,
         }
     }
 }

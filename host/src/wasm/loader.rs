@@ -60,7 +60,7 @@ pub async fn load_plugin(
             config_json,
             tables,
         )?);
-        plugin.instantiate(format!("{name}/check").into())?;
+        plugin.instantiate(format!("{name}/check").into(), Default::default())?;
         Ok::<_, WasmError>(plugin)
     })
     .await

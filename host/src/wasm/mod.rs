@@ -8,6 +8,7 @@ mod loader;
 mod plugin;
 
 pub use engine::{WasmEngine, content_hash};
+pub use host::PresenceCheck;
 pub use loader::{LoadedPlugin, load_plugin};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::WasmError;
 use super::bindings::{filter_api, transform_api, types};
 use super::engine::WasmEngine;
-use super::host::{InstanceLabel, StoreState};
+use super::host::{InstanceLabel, PresenceCheck, StoreState};
 use crate::record::{FlatBatch, Origin};
 use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
 
@@ -113,13 +113,22 @@ impl Plugin {
     }
 
     /// A fresh instance, initialised with the plugin's config.
-    pub fn instantiate(self: &Arc<Self>, stage: Arc<str>) -> Result<Instance, WasmError> {
+    pub fn instantiate(
+        self: &Arc<Self>,
+        stage: Arc<str>,
+        presence: PresenceCheck,
+    ) -> Result<Instance, WasmError> {
         let engine = WasmEngine::global()?;
         let label = InstanceLabel {
             plugin: Arc::clone(&self.name),
             stage,
         };
-        let state = StoreState::new(label, self.limits.max_memory, Arc::clone(&self.tables));
+        let state = StoreState::new(
+            label,
+            self.limits.max_memory,
+            Arc::clone(&self.tables),
+            presence,
+        );
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

@@ -1,11 +1,14 @@
 //! Keeps records whose client id is in a set or matches a pattern.
 //!
 //! The client id is the record key, or a top-level JSON field of the value
-//! when `field` is set. Records without an id are dropped.
+//! when `field` is set. Records without an id are dropped. With
+//! `only_connected`, a record is kept only while its client has an SSE
+//! connection open (the host's `presence` import); with no `clients` or
+//! `patterns`, that alone decides.
 
 use std::collections::HashSet;
 
-use sluice_sdk::{Error, Filter, InitError, Record, glob_match, json};
+use sluice_sdk::{Error, Filter, InitError, Record, glob_match, json, presence};
 
 /// `[plugins.NAME.config]` of `client-filter`.
 #[derive(serde::Deserialize)]
@@ -19,6 +22,9 @@ pub struct Config {
     pub patterns: Vec<String>,
     /// Read the id from this JSON field instead of the key.
     pub field: Option<String>,
+    /// Keep a record only while its client is connected to an SSE sink.
+    #[serde(default)]
+    pub only_connected: bool,
 }
 
 /// The filter; see the crate docs.
@@ -28,9 +34,10 @@ impl Filter for ClientFilter {
     type Config = Config;
 
     fn init(config: Config) -> Result<Self, InitError> {
-        if config.clients.is_empty() && config.patterns.is_empty() {
+        if config.clients.is_empty() && config.patterns.is_empty() && !config.only_connected {
             return Err(InitError::InvalidConfig(
-                "config: set `clients` or `patterns`, or every record is dropped".into(),
+                "config: set `clients`, `patterns` or `only_connected`, or every record is dropped"
+                    .into(),
             ));
         }
         Ok(Self(config))
@@ -41,9 +48,12 @@ impl Filter for ClientFilter {
             Some(field) => json::field(record.value(), field)?,
             None => record.key_str().map(Into::into),
         };
+        let any_client = self.0.clients.is_empty() && self.0.patterns.is_empty();
         Ok(id.is_some_and(|id| {
-            self.0.clients.contains(id.as_ref())
-                || self.0.patterns.iter().any(|p| glob_match(p, &id))
+            (any_client
+                || self.0.clients.contains(id.as_ref())
+                || self.0.patterns.iter().any(|p| glob_match(p, &id)))
+                && (!self.0.only_connected || presence::connected(&id))
         }))
     }
 }
@@ -74,6 +84,23 @@ mod tests {
         );
         assert_eq!(out.keep, [1, 0, 1, 0]);
         assert!(out.errors.is_empty());
+    }
+
+    #[test]
+    fn only_connected_asks_the_host() {
+        let mut f = filter(json!({"patterns": ["c*"], "only_connected": true}));
+        testing::set_connected(["c1"]);
+        let out = testing::filter(
+            &mut f,
+            [
+                TestRecord::new("{}").key("c1"),
+                TestRecord::new("{}").key("c2"),
+            ],
+        );
+        assert_eq!(out.keep, [1, 0]);
+        let mut any = filter(json!({"only_connected": true}));
+        let out = testing::filter(&mut any, [TestRecord::new("{}").key("c1")]);
+        assert_eq!(out.keep, [1]);
     }
 
     #[test]

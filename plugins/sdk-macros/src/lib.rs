@@ -194,6 +194,10 @@ fn export(world: World, ty: &Path) -> Tokens {
                     log(level, message);
                 }
                 ::sluice_sdk::log::set_sink(sink);
+                fn presence(client: &str) -> bool {
+                    sluice::plugin::presence::connected(client)
+                }
+                ::sluice_sdk::presence::set_backend(presence);
                 #tables_setup
             }
 

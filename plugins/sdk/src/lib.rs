@@ -126,6 +126,7 @@ pub mod log;
 mod outcome;
 mod output;
 mod plugin;
+pub mod presence;
 pub mod tables;
 pub mod testing;
 

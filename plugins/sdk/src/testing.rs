@@ -155,3 +155,17 @@ pub(crate) fn open_table(name: &str) -> Result<Box<dyn Handle>, TableError> {
         ))),
     })
 }
+
+thread_local! {
+    static CONNECTED: RefCell<std::collections::HashSet<String>> = RefCell::new(Default::default());
+}
+
+/// Sets which clients [`crate::presence::connected`] reports as connected
+/// on this test thread.
+pub fn set_connected<S: Into<String>>(clients: impl IntoIterator<Item = S>) {
+    CONNECTED.with(|c| *c.borrow_mut() = clients.into_iter().map(Into::into).collect());
+}
+
+pub(crate) fn is_connected(client: &str) -> bool {
+    CONNECTED.with(|c| c.borrow().contains(client))
+}
