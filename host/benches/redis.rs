@@ -1,0 +1,198 @@
+//! Kafka (embedded) → client-filter (Wasm) → Redis XADD to per-client
+//! streams, against `redis-benchmark` pipelined XADD of the same size on the
+//! same redis-server, in one run.
+//!
+//!     cargo bench -p sluice --bench redis
+//!
+//! Needs `redis-server` and `redis-benchmark` on the PATH (Debian:
+//! redis-server, redis-tools). 100-byte values keyed by one of 10 client
+//! ids; the filter keeps every `client-*` record, so every record is one
+//! XADD. Sluice is timed from its first record read until Redis answered
+//! the last XADD (the group join is not counted).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::config::Config;
+use sluice::kafka::EmbeddedKafka;
+
+const RECORDS: usize = 80_000;
+const PARTITIONS: i32 = 4;
+
+struct Redis(std::process::Child);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn value() -> String {
+    format!("{{\"pad\":\"{}\"}}", "x".repeat(90))
+}
+
+fn fill(bootstrap: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let value = value();
+    for i in 0..RECORDS {
+        let key = format!("client-{}", i % 10);
+        while producer
+            .send(BaseRecord::to("in").key(&key).payload(&value))
+            .is_err()
+        {
+            producer.poll(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// `redis-benchmark -P 64` XADD with the same fields and sizes; requests/s.
+fn raw_xadd(port: u16) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-n", "1000000", "-P", "64", "-q"])
+        .args(["XADD", "rb", "*", "key", "client-1", "value", &value()])
+        .output()
+        .expect("redis-benchmark (Debian: redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "XADD rb * …: 512820.50 requests per second, p50=…"; with -q the
+    // progress lines are separated by carriage returns.
+    let line = text
+        .rsplit('\r')
+        .find(|l| l.contains("requests per second"))
+        .unwrap_or_else(|| panic!("unexpected redis-benchmark output: {text}"));
+    let before = line.split(" requests per second").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _redis = Redis(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let embedded = EmbeddedKafka::start().unwrap();
+    embedded.create_topic("in", PARTITIONS).unwrap();
+    let bootstrap = embedded.bootstrap_servers().to_owned();
+    fill(&bootstrap);
+    println!(
+        "input: {RECORDS} records of 100 bytes in `in` ({PARTITIONS} partitions), embedded Kafka"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["in"]
+        group_id = "bench-sluice"
+        batch_size = 1024
+        [plugins.keep]
+        crate = "{root}/client-filter"
+        config = {{ patterns = ["client-*"] }}
+        [sinks.out]
+        type = "redis_stream"
+        url = "redis://127.0.0.1:{port}"
+        stream = "client:{{key}}"
+        [routes.r]
+        from = "in"
+        through = ["keep"]
+        to = ["out"]
+        "#,
+        root = root.display()
+    );
+    let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
+    rt.block_on(sluice::runtime::load_plugins(&config)).unwrap();
+    let took = rt.block_on(async {
+        let running = sluice::runtime::start(config).await.unwrap();
+        let metrics = running.metrics.clone();
+        let read = || {
+            metrics
+                .value("sluice_source_records_total", &[("source", "in")])
+                .unwrap_or(0)
+        };
+        let done = || {
+            metrics
+                .value("sluice_sink_records_total", &[("sink", "out")])
+                .unwrap_or(0)
+        };
+        while read() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let started = Instant::now();
+        while done() < RECORDS as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "stalled at {}",
+                done()
+            );
+        }
+        let took = started.elapsed();
+        running.shutdown().await.unwrap();
+        took
+    });
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut total = 0;
+    for i in 0..10 {
+        let n: usize = redis::cmd("XLEN")
+            .arg(format!("client:client-{i}"))
+            .query(&mut c)
+            .unwrap();
+        total += n;
+    }
+    assert_eq!(total, RECORDS, "every record in Redis");
+    let sluice_rate = RECORDS as f64 / took.as_secs_f64();
+    let raw_rate = raw_xadd(port);
+    println!(
+        "sluice   kafka → wasm filter → XADD: {sluice_rate:>10.0} records/s ({RECORDS} in {took:.2?})"
+    );
+    println!("redis-benchmark XADD -P 64 (50 clients): {raw_rate:>10.0} requests/s");
+    println!("ratio sluice / raw XADD: {:.2}", sluice_rate / raw_rate);
+}
