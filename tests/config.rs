@@ -247,7 +247,7 @@ fn the_cli_reports_a_plugin_that_refuses_its_config_and_a_file_that_is_not_a_com
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            "plugins.empty: init failed: invalid config: config: set `clients` or `patterns`"
+            "plugins.empty: init failed: invalid config: config: set `clients`, `patterns` or `only_connected`"
         ),
         "{err}"
     );

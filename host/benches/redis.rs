@@ -23,6 +23,7 @@ use sluice::kafka::EmbeddedKafka;
 
 const RECORDS: usize = 80_000;
 const PARTITIONS: i32 = 4;
+const PASSES: usize = 3;
 
 struct Redis(std::process::Child);
 
@@ -119,62 +120,32 @@ fn main() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let text = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [sources.in]
-        type = "kafka"
-        bootstrap_servers = "{bootstrap}"
-        topics = ["in"]
-        group_id = "bench-sluice"
-        batch_size = 1024
-        [plugins.keep]
-        crate = "{root}/client-filter"
-        config = {{ patterns = ["client-*"] }}
-        [sinks.out]
-        type = "redis_stream"
-        url = "redis://127.0.0.1:{port}"
-        stream = "client:{{key}}"
-        [routes.r]
-        from = "in"
-        through = ["keep"]
-        to = ["out"]
-        "#,
-        root = root.display()
+    let xadd_sink = format!(
+        "type = \"redis_stream\"\nurl = \"redis://127.0.0.1:{port}\"\nstream = \"client:{{key}}\""
     );
-    let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
-    rt.block_on(sluice::runtime::load_plugins(&config)).unwrap();
-    let took = rt.block_on(async {
-        let running = sluice::runtime::start(config).await.unwrap();
-        let metrics = running.metrics.clone();
-        let read = || {
-            metrics
-                .value("sluice_source_records_total", &[("source", "in")])
-                .unwrap_or(0)
-        };
-        let done = || {
-            metrics
-                .value("sluice_sink_records_total", &[("sink", "out")])
-                .unwrap_or(0)
-        };
-        while read() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let started = Instant::now();
-        while done() < RECORDS as u64 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "stalled at {}",
-                done()
-            );
-        }
-        let took = started.elapsed();
-        running.shutdown().await.unwrap();
-        took
-    });
+    // Alternating passes, best of each (these machines are noisy). Each
+    // pass reads the topic with a fresh consumer group. The same route into
+    // a blackhole gives the ceiling of the Kafka and Wasm side.
+    let (mut took, mut ceiling, mut raw_rate) = (Duration::MAX, Duration::MAX, 0f64);
+    for pass in 0..PASSES {
+        let blackhole = rt.block_on(run_sluice(
+            &bootstrap,
+            &format!("bench-blackhole-{pass}"),
+            "type = \"blackhole\"",
+        ));
+        let xadd = rt.block_on(run_sluice(
+            &bootstrap,
+            &format!("bench-sluice-{pass}"),
+            &xadd_sink,
+        ));
+        let raw = raw_xadd(port);
+        eprintln!(
+            "pass {pass}: blackhole {blackhole:.2?}, XADD {xadd:.2?}, redis-benchmark {raw:.0}/s"
+        );
+        ceiling = ceiling.min(blackhole);
+        took = took.min(xadd);
+        raw_rate = raw_rate.max(raw);
+    }
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
         .get_connection()
@@ -187,12 +158,80 @@ fn main() {
             .unwrap();
         total += n;
     }
-    assert_eq!(total, RECORDS, "every record in Redis");
+    assert_eq!(total, RECORDS * PASSES, "every record in Redis, every pass");
     let sluice_rate = RECORDS as f64 / took.as_secs_f64();
-    let raw_rate = raw_xadd(port);
     println!(
-        "sluice   kafka → wasm filter → XADD: {sluice_rate:>10.0} records/s ({RECORDS} in {took:.2?})"
+        "sluice   kafka → wasm filter → XADD: {sluice_rate:>10.0} records/s ({RECORDS} in {took:.2?}, best of {PASSES})"
     );
     println!("redis-benchmark XADD -P 64 (50 clients): {raw_rate:>10.0} requests/s");
+    println!(
+        "same route into a blackhole:        {:>10.0} records/s (the Kafka + Wasm ceiling)",
+        RECORDS as f64 / ceiling.as_secs_f64()
+    );
     println!("ratio sluice / raw XADD: {:.2}", sluice_rate / raw_rate);
+    println!(
+        "ratio XADD sink / blackhole sink: {:.2}",
+        ceiling.as_secs_f64() / took.as_secs_f64()
+    );
+}
+
+/// Runs Kafka `in` → client-filter → `sink` with consumer group `group`;
+/// the time from the first record read until the sink has every record.
+async fn run_sluice(bootstrap: &str, group: &str, sink: &str) -> Duration {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let workers = std::env::var("SLUICE_BENCH_WORKERS").unwrap_or_else(|_| "1".into());
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["in"]
+        group_id = "{group}"
+        batch_size = 1024
+        [plugins.keep]
+        crate = "{root}/client-filter"
+        config = {{ patterns = ["client-*"] }}
+        [sinks.out]
+        {sink}
+        [routes.r]
+        from = "in"
+        through = ["keep"]
+        to = ["out"]
+        workers = {workers}
+        "#,
+        root = root.display(),
+    );
+    let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
+    // Build and compile the plugin before timing.
+    sluice::runtime::load_plugins(&config).await.unwrap();
+    let running = sluice::runtime::start(config).await.unwrap();
+    let metrics = running.metrics.clone();
+    let read = || {
+        metrics
+            .value("sluice_source_records_total", &[("source", "in")])
+            .unwrap_or(0)
+    };
+    let done = || {
+        metrics
+            .value("sluice_sink_records_total", &[("sink", "out")])
+            .unwrap_or(0)
+    };
+    while read() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    while done() < RECORDS as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stalled: read {}, delivered {}",
+            read(),
+            done()
+        );
+    }
+    let took = started.elapsed();
+    running.shutdown().await.unwrap();
+    took
 }

@@ -15,7 +15,8 @@
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
 //! - [`sources`]: `generator`, `http` ingest, `kafka` and `redis` streams.
-//! - [`sinks`]: `sse`, `kafka`, `file`, `stdout` and `blackhole`, and the sink driver.
+//! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`, `redis_hash`,
+//!   `file`, `stdout` and `blackhole`, and the sink driver.
 //! - [`kafka`]: the embedded broker and client settings Kafka parts share.
 //! - [`redis`]: reconnecting connections, entry ids and the entry ↔ record mapping Redis parts share.
 //! - [`template`]: names filled from records (`"client:{key}"`).

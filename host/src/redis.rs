@@ -100,7 +100,7 @@ impl Connector {
                 Ok(conn)
             }
             Err(e) => {
-                let wait = self.backoff.next();
+                let wait = self.backoff.next_wait();
                 tracing::warn!(owner = %self.owner, error = %e, retry_in = ?wait, "Cannot reach Redis.");
                 tokio::time::sleep(wait).await;
                 Err(e)
@@ -113,17 +113,16 @@ impl Connector {
     pub fn check<T>(&mut self, result: &Result<T, RedisError>) {
         if let Err(e) = result
             && is_connection_error(e)
+            && self.conn.take().is_some()
         {
-            if self.conn.take().is_some() {
-                tracing::warn!(owner = %self.owner, error = %e, "Lost the Redis connection.");
-            }
+            tracing::warn!(owner = %self.owner, error = %e, "Lost the Redis connection.");
         }
     }
 
     /// Waits out the backoff after a failure that [`Connector::check`]
     /// does not cover (a server error that a retry may fix).
     pub async fn pause(&mut self) {
-        tokio::time::sleep(self.backoff.next()).await;
+        tokio::time::sleep(self.backoff.next_wait()).await;
     }
 }
 
@@ -179,7 +178,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The wait before the next attempt.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let wait = Duration::from_millis(100) * 2u32.saturating_pow(self.failures.min(6));
         self.failures = self.failures.saturating_add(1);
         wait.min(Duration::from_secs(5))
@@ -450,11 +449,11 @@ impl Default for EntryWriter {
     }
 }
 
-fn default_value_field() -> String {
+pub(crate) fn default_value_field() -> String {
     "value".into()
 }
 
-fn default_key_field() -> String {
+pub(crate) fn default_key_field() -> String {
     "key".into()
 }
 

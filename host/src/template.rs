@@ -75,11 +75,18 @@ impl Template {
 
     /// Fills the template from `record`.
     pub fn render(&self, record: &Record<'_>) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        self.render_into(record, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills the template from `record`, appending to `out` (so a sink can
+    /// reuse one buffer for a whole batch).
+    pub fn render_into(&self, record: &Record<'_>, out: &mut String) -> Result<(), TemplateError> {
         let fail = |reason: String| TemplateError {
             template: self.source.clone(),
             reason,
         };
-        let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -105,7 +112,7 @@ impl Template {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

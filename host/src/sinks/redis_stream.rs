@@ -30,22 +30,14 @@ pub struct RedisStreamConfig {
     #[serde(default)]
     pub format: EntryFormat,
     /// With `fields`: the field that holds the value.
-    #[serde(default = "default_value_field")]
+    #[serde(default = "crate::redis::default_value_field")]
     pub value_field: String,
     /// With `fields`: the field that holds the key.
-    #[serde(default = "default_key_field")]
+    #[serde(default = "crate::redis::default_key_field")]
     pub key_field: String,
     /// With `fields`: the field that holds the timestamp; unset, it is not
     /// written (the entry id carries the time of the XADD).
     pub timestamp_field: Option<String>,
-}
-
-fn default_value_field() -> String {
-    "value".into()
-}
-
-fn default_key_field() -> String {
-    "key".into()
 }
 
 impl RedisStreamConfig {
@@ -92,8 +84,11 @@ pub(crate) fn xadd(
     writer: &EntryWriter,
     record: &crate::record::Record<'_>,
 ) -> Result<(), String> {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream);
+    // Sized up front: growing the argument buffers shows in profiles.
+    let args = 6 + 2 * (3 + record.headers().count());
+    let bytes = 64 + stream.len() + record.value().len() + record.key().map_or(0, <[u8]>::len);
+    let mut cmd = redis::Cmd::with_capacity(args, bytes);
+    cmd.arg("XADD").arg(stream);
     if let Some(n) = maxlen {
         cmd.arg("MAXLEN").arg("~").arg(n);
     }
@@ -106,18 +101,23 @@ pub(crate) fn xadd(
 #[async_trait]
 impl Sink for RedisStreamSink {
     async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(batch.len());
+        let mut name = String::new();
         for record in batch.records() {
             let stream = match self.stream.fixed() {
-                Some(s) => std::borrow::Cow::Borrowed(s),
-                None => std::borrow::Cow::Owned(self.stream.render(&record).map_err(|e| {
-                    SinkError::Delivery {
-                        sink: self.name.clone(),
-                        reason: e.to_string(),
-                    }
-                })?),
+                Some(s) => s,
+                None => {
+                    name.clear();
+                    self.stream.render_into(&record, &mut name).map_err(|e| {
+                        SinkError::Delivery {
+                            sink: self.name.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    name.as_str()
+                }
             };
-            xadd(&mut pipe, &stream, self.maxlen, &self.writer, &record).map_err(|reason| {
+            xadd(&mut pipe, stream, self.maxlen, &self.writer, &record).map_err(|reason| {
                 SinkError::Delivery {
                     sink: self.name.clone(),
                     reason: format!("record at {:?}: {reason}", record.position()),

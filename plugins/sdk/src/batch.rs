@@ -168,10 +168,10 @@ impl FlatBatch {
     /// Closes the record whose bytes were appended to the buffers.
     #[inline]
     pub(crate) fn finish_record(&mut self, position: Position, flags: u8, timestamp: i64) {
-        if position.sequence != 0 && self.sequences.is_empty() {
+        // Sequences are stored only once one is not zero (Kafka never has
+        // one); the records before it get zeros.
+        if position.sequence != 0 || !self.sequences.is_empty() {
             self.sequences.resize(self.offsets.len(), 0);
-        }
-        if !self.sequences.is_empty() {
             self.sequences.push(position.sequence);
         }
         self.offsets.push(position.offset);
@@ -437,6 +437,23 @@ mod tests {
         b.push(Position::default(), None, Some(b""), 11, []);
         b.push(Position::default(), Some(b""), None, 12, [("c", &b"3"[..])]);
         b
+    }
+
+    #[test]
+    fn sequences_are_kept_from_the_first_record_on() {
+        let mut b = FlatBatch::new(Origin::default());
+        let at = |offset, sequence| Position { offset, sequence };
+        b.push(at(1, 5), None, Some(b"a"), 0, []);
+        b.push(at(2, 0), None, Some(b"b"), 0, []);
+        let mut c = FlatBatch::new(Origin::default());
+        c.push(at(1, 0), None, Some(b"a"), 0, []);
+        c.push(at(2, 7), None, Some(b"b"), 0, []);
+        for batch in [&b, &c] {
+            batch.validate().unwrap();
+        }
+        let positions = |x: &FlatBatch| x.records().map(|r| r.position()).collect::<Vec<_>>();
+        assert_eq!(positions(&b), [at(1, 5), at(2, 0)]);
+        assert_eq!(positions(&c), [at(1, 0), at(2, 7)]);
     }
 
     #[test]

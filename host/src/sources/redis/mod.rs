@@ -394,10 +394,10 @@ impl RedisSource {
                 .query_async(conn)
                 .await?;
             for key in keys {
-                if !r.cursors.contains_key(&key) {
-                    self.create_group(conn, &key).await?;
-                    tracing::info!(source = %self.name, stream = %key, "Discovered a stream; reading it.");
-                    r.cursors.insert(key, Cursor::Pending(EntryId::default()));
+                if let std::collections::btree_map::Entry::Vacant(slot) = r.cursors.entry(key) {
+                    self.create_group(conn, slot.key()).await?;
+                    tracing::info!(source = %self.name, stream = %slot.key(), "Discovered a stream; reading it.");
+                    slot.insert(Cursor::Pending(EntryId::default()));
                 }
             }
             if next == 0 {
