@@ -67,10 +67,27 @@ fn fill(bootstrap: &str) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// `redis-benchmark -P 64` XADD with the same fields and sizes; requests/s.
-fn raw_xadd(port: u16) -> f64 {
+/// User + system CPU time of process `pid` so far, in ms.
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<u64>() * 10
+}
+
+/// `redis-benchmark -P 64` XADD with the same fields and sizes from
+/// `clients` connections; requests/s.
+fn raw_xadd(port: u16, clients: usize) -> f64 {
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string()])
         .args(["-n", "1000000", "-P", "64", "-q"])
         .args(["XADD", "rb", "*", "key", "client-1", "value", &value()])
         .output()
@@ -94,7 +111,7 @@ fn main() {
     }
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let _redis = Redis(
+    let redis_server = Redis(
         Command::new("redis-server")
             .args([
                 "--port",
@@ -126,25 +143,36 @@ fn main() {
     // Alternating passes, best of each (these machines are noisy). Each
     // pass reads the topic with a fresh consumer group. The same route into
     // a blackhole gives the ceiling of the Kafka and Wasm side.
-    let (mut took, mut ceiling, mut raw_rate) = (Duration::MAX, Duration::MAX, 0f64);
+    let (mut took, mut ceiling) = (Duration::MAX, Duration::MAX);
+    let (mut raw_rate, mut raw_one) = (0f64, 0f64);
     for pass in 0..PASSES {
         let blackhole = rt.block_on(run_sluice(
             &bootstrap,
             &format!("bench-blackhole-{pass}"),
             "type = \"blackhole\"",
         ));
+        let cpu_before = (cpu_ms(redis_server.0.id()), cpu_ms(std::process::id()));
         let xadd = rt.block_on(run_sluice(
             &bootstrap,
             &format!("bench-sluice-{pass}"),
             &xadd_sink,
         ));
-        let raw = raw_xadd(port);
+        // CPU time over the XADD pass (which includes the group join, so
+        // Sluice's share is an upper bound).
+        let redis_cpu = cpu_ms(redis_server.0.id()) - cpu_before.0;
+        let sluice_cpu = cpu_ms(std::process::id()) - cpu_before.1;
         eprintln!(
-            "pass {pass}: blackhole {blackhole:.2?}, XADD {xadd:.2?}, redis-benchmark {raw:.0}/s"
+            "pass {pass}: CPU during the XADD pass: redis-server {redis_cpu} ms, sluice (incl. embedded Kafka) {sluice_cpu} ms"
+        );
+        let raw = raw_xadd(port, 50);
+        let one = raw_xadd(port, 1);
+        eprintln!(
+            "pass {pass}: blackhole {blackhole:.2?}, XADD {xadd:.2?}, redis-benchmark {raw:.0}/s (50 clients), {one:.0}/s (1 client)"
         );
         ceiling = ceiling.min(blackhole);
         took = took.min(xadd);
         raw_rate = raw_rate.max(raw);
+        raw_one = raw_one.max(one);
     }
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
@@ -164,11 +192,19 @@ fn main() {
         "sluice   kafka → wasm filter → XADD: {sluice_rate:>10.0} records/s ({RECORDS} in {took:.2?}, best of {PASSES})"
     );
     println!("redis-benchmark XADD -P 64 (50 clients): {raw_rate:>10.0} requests/s");
+    println!("redis-benchmark XADD -P 64 (1 client):   {raw_one:>10.0} requests/s");
     println!(
         "same route into a blackhole:        {:>10.0} records/s (the Kafka + Wasm ceiling)",
         RECORDS as f64 / ceiling.as_secs_f64()
     );
-    println!("ratio sluice / raw XADD: {:.2}", sluice_rate / raw_rate);
+    println!(
+        "ratio sluice / raw XADD (50 clients): {:.2}",
+        sluice_rate / raw_rate
+    );
+    println!(
+        "ratio sluice / raw XADD (1 client, like Sluice's one connection): {:.2}",
+        sluice_rate / raw_one
+    );
     println!(
         "ratio XADD sink / blackhole sink: {:.2}",
         ceiling.as_secs_f64() / took.as_secs_f64()
