@@ -256,3 +256,71 @@ fn the_cli_reports_a_plugin_that_refuses_its_config_and_a_file_that_is_not_a_com
         "{err}"
     );
 }
+
+#[test]
+fn redis_parts_are_checked_with_their_key_paths() {
+    let p = problems(
+        r#"
+[sources.nothing]
+type = "redis"
+url = "redis://127.0.0.1:6379"
+group = ""
+claim_idle = "10ms"
+
+[sources.badurl]
+type = "redis"
+url = "http://not-redis"
+streams = ["s"]
+group = "g"
+
+[sinks.live]
+type = "sse"
+[sinks.live.redis]
+url = "redis://127.0.0.1:6379"
+stream = "everyone"
+presence_refresh = "1m"
+
+[sinks.out]
+type = "redis_stream"
+url = "redis://127.0.0.1:6379"
+stream = "{nope}"
+
+[sinks.snap]
+type = "redis_hash"
+url = "redis://127.0.0.1:6379"
+key = "user_{key}"
+
+[sinks.typo]
+type = "redis_hash"
+url = "redis://127.0.0.1:6379"
+key = "user_{key}"
+ttl = "5s"
+
+[routes.a]
+from = "nothing"
+to = ["snap"]
+only_connected = "snap"
+
+[routes.b]
+from = "badurl"
+to = ["live"]
+only_connected = "missing"
+"#,
+    );
+    assert_problem(&p, "sources.nothing: set `streams`, `pattern`, or both");
+    assert_problem(&p, "sources.nothing.group: must not be empty");
+    assert_problem(&p, "sources.nothing.claim_idle: must be at least 100ms");
+    assert_problem(
+        &p,
+        "sources.badurl.url: `http://not-redis` is not a Redis URL",
+    );
+    assert_problem(&p, "sinks.live.redis.stream: must contain {client_id}");
+    assert_problem(
+        &p,
+        "sinks.live.redis.presence_refresh: must be more than zero and less than presence_ttl",
+    );
+    assert_problem(&p, "sinks.out.stream: `{nope}`: unknown placeholder");
+    assert_problem(&p, "sinks.typo.ttl: unknown field `ttl`");
+    assert_problem(&p, "routes.a.only_connected: `snap` is not an sse sink");
+    assert_problem(&p, "routes.b.only_connected: no sink named `missing`");
+}
