@@ -182,7 +182,7 @@ fn main() {
     };
     let metrics = Metrics::new();
     let spec = |p: &sluice::wasm::LoadedPlugin| StageSpec {
-        plugin: Arc::clone(&p.plugin),
+        plugin: sluice::wasm::PluginSlot::fixed(Arc::clone(&p.plugin)),
         on_error: OnError::Drop,
         dead_letter: None,
         presence: Default::default(),

@@ -22,6 +22,7 @@
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`reload`]: plugin hot reload (file watch, debounce, load, swap).
 //! - [`runtime`]: starting everything from a config, and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod redis;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

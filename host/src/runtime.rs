@@ -26,7 +26,7 @@ use crate::sources::http::HttpSource;
 use crate::sources::kafka::KafkaSource;
 use crate::sources::redis::RedisSource;
 use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
-use crate::wasm::{LoadedPlugin, PresenceCheck, load_plugin};
+use crate::wasm::{LoadedPlugin, PluginSlot, PresenceCheck, load_plugin};
 
 /// A running Sluice.
 pub struct Running {
@@ -78,6 +78,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let plugins = load_plugins(&config).await?;
+    let slots: BTreeMap<String, Arc<PluginSlot>> = plugins
+        .iter()
+        .map(|(name, loaded)| (name.clone(), PluginSlot::new(loaded)))
+        .collect();
     let embedded = start_embedded(&config)?;
     let sinks = sinks::build(&config, &metrics, embedded.as_ref()).await?;
     let (trigger, shutdown) = shutdown::channel();
@@ -97,11 +101,11 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
                 .plugins
                 .get(plugin_name)
                 .with_context(|| format!("routes.{name}.through: no plugin `{plugin_name}`"))?;
-            let loaded = plugins
+            let slot = slots
                 .get(plugin_name)
                 .with_context(|| format!("plugin `{plugin_name}` is not loaded"))?;
             specs.push(StageSpec {
-                plugin: Arc::clone(&loaded.plugin),
+                plugin: Arc::clone(slot),
                 on_error: plugin_config.on_error,
                 dead_letter: match plugin_config.on_error {
                     OnError::DeadLetter => plugin_config.dead_letter.clone(),
@@ -164,7 +168,16 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         .local_addr()
         .context("cannot read the listener's address")?;
     let hubs: Vec<_> = sinks.hubs.values().cloned().collect();
+    if config.server.hot_reload && !slots.is_empty() {
+        crate::reload::spawn(
+            Arc::new(config.clone()),
+            slots.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+    }
     let state = Arc::new(AppState {
+        plugins: slots.clone(),
         ingest,
         sse: sinks.hubs.clone(),
         routes: statuses,

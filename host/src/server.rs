@@ -6,6 +6,7 @@
 //! | `GET /sse/{sink}?client_id=X`      | events for client X from an `sse` sink (`Last-Event-ID` resumes when backed by Redis) |
 //! | `GET /health`                      | 200 when every route runs, else 503    |
 //! | `GET /metrics`                     | Prometheus text                        |
+//! | `GET /plugins`                     | each plugin's version, load time, reloads, last error |
 //!
 //! The server takes its listener and shutdown signal as arguments, so tests
 //! bind port 0 and stop it when they like.
@@ -32,6 +33,7 @@ use crate::sinks::SseHub;
 use crate::sinks::sse::Subscription;
 use crate::sources::IngestHandle;
 use crate::sources::http::{IngestError, parse_query, parse_request};
+use crate::wasm::PluginSlot;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -46,6 +48,8 @@ pub struct AppState {
     pub routes: Vec<RouteStatus>,
     /// For `/metrics`.
     pub metrics: Metrics,
+    /// Plugins, for `/plugins`.
+    pub plugins: BTreeMap<String, Arc<PluginSlot>>,
 }
 
 /// Serves `state` on `listener` until `shutdown` fires, then lets open
@@ -103,6 +107,14 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["health"]) => health(state),
+        (&Method::GET, ["plugins"]) => {
+            let list: Vec<_> = state.plugins.values().map(|s| s.status()).collect();
+            text(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({ "plugins": list }).to_string(),
+            )
+        }
         (&Method::GET, ["metrics"]) => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -122,7 +134,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
                 &format!("no sse sink named `{sink}`"),
             ),
         },
-        (_, ["health" | "metrics"] | ["sse", _]) | (_, ["ingest", _]) => {
+        (_, ["health" | "metrics" | "plugins"] | ["sse", _]) | (_, ["ingest", _]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(

@@ -324,3 +324,48 @@ pub fn headers(v: &serde_json::Value) -> BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
+
+/// Two builds of the `stamp` fixture, stamping `a` and `b`, for hot-reload
+/// tests. Built once per test binary.
+pub fn stamped_plugins() -> (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            let target = workspace().join("target").join("sluice-plugins");
+            let out = target.join("stamps");
+            std::fs::create_dir_all(&out).unwrap();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let build = |stamp: &str| {
+                let status = std::process::Command::new(&cargo)
+                    .current_dir(workspace())
+                    .args(["build", "--release", "--target", "wasm32-wasip2"])
+                    .args(["-p", "fixture-stamp", "--target-dir"])
+                    .arg(&target)
+                    .env_remove("CARGO_TARGET_DIR")
+                    .env("SLUICE_STAMP", stamp)
+                    .status()
+                    .expect("run cargo");
+                assert!(status.success(), "building the stamp fixture failed");
+                let file = out.join(format!("{stamp}.wasm"));
+                std::fs::copy(
+                    target
+                        .join("wasm32-wasip2")
+                        .join("release")
+                        .join("fixture_stamp.wasm"),
+                    &file,
+                )
+                .unwrap();
+                file
+            };
+            (build("a"), build("b"))
+        })
+        .clone()
+}
+
+/// Replaces `to` with a copy of `from` the way deploy tools do: write a
+/// temporary file beside it, then rename it over.
+pub fn replace_file(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}

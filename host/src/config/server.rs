@@ -16,6 +16,13 @@ pub struct ServerConfig {
     /// How long graceful shutdown may take before the rest is abandoned.
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
+    /// Reload a plugin when its component file changes.
+    #[serde(default = "default_hot_reload")]
+    pub hot_reload: bool,
+}
+
+fn default_hot_reload() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {
@@ -34,6 +41,7 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             shutdown_grace: default_grace(),
+            hot_reload: default_hot_reload(),
         }
     }
 }

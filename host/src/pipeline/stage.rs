@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::OnError;
 use crate::metrics::{Counter, Metrics};
 use crate::record::{FlatBatch, Record};
-use crate::wasm::{Instance, Plugin, PluginKind, PresenceCheck, WasmError};
+use crate::wasm::{Instance, Plugin, PluginKind, PluginSlot, PresenceCheck, WasmError};
 use sluice_sdk::{FilterOutcome, TransformOutcome};
 
 /// Header names set on dead-lettered records.
@@ -35,8 +35,8 @@ pub mod headers {
 /// How one stage is set up.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
-    /// The plugin.
-    pub plugin: Arc<Plugin>,
+    /// The plugin; hot reload swaps its version.
+    pub plugin: Arc<PluginSlot>,
     /// What to do with records it fails on.
     pub on_error: OnError,
     /// The sink for `on_error = "dead_letter"`.
@@ -56,6 +56,10 @@ struct StageCounters {
 struct Stage {
     spec: StageSpec,
     label: Arc<str>,
+    /// The version this stage's instance comes from, and its number in
+    /// the slot.
+    plugin: Arc<Plugin>,
+    version: u64,
     instance: Option<Instance>,
     counters: StageCounters,
 }
@@ -89,14 +93,18 @@ impl Chain {
             .enumerate()
             .map(|(i, spec)| {
                 let stage = format!("{route}/{i}");
+                let (version, plugin) = spec.plugin.current();
+                let name = Arc::clone(&plugin.name);
                 let labels = [
                     ("route", route),
                     ("stage", stage.as_str()),
-                    ("plugin", &*spec.plugin.name),
+                    ("plugin", &*name),
                 ];
                 Stage {
                     spec: spec.clone(),
                     label: format!("{stage}#{worker}").into(),
+                    plugin,
+                    version,
                     instance: None,
                     counters: StageCounters {
                         records_in: metrics.counter("sluice_stage_records_in_total", &labels),
@@ -124,8 +132,9 @@ impl Chain {
                 break;
             }
             stage.counters.records_in.add(batch.len() as u64);
+            stage.pick_up_reload();
             let failures;
-            (batch, failures) = match stage.spec.plugin.kind {
+            (batch, failures) = match stage.plugin.kind {
                 PluginKind::Filter => stage.filter(batch, &mut out.ports),
                 PluginKind::Transform => {
                     stage.transform(batch, &mut out.ports, &mut out.port_names)
@@ -174,11 +183,22 @@ impl Failed {
 }
 
 impl Stage {
+    /// At a batch boundary: if the plugin was reloaded, the next batch runs
+    /// on the new version (a fresh instance of it).
+    fn pick_up_reload(&mut self) {
+        if self.spec.plugin.version() != self.version {
+            let (version, plugin) = self.spec.plugin.current();
+            tracing::debug!(stage = &*self.label, plugin = &*plugin.name, version = %plugin.hash, "Stage switched to the reloaded plugin.");
+            self.version = version;
+            self.plugin = plugin;
+            self.instance = None;
+        }
+    }
+
     /// The live instance, creating one if the last was discarded.
     fn instance(&mut self) -> Result<&mut Instance, WasmError> {
         if self.instance.is_none() {
             let instance = self
-                .spec
                 .plugin
                 .instantiate(Arc::clone(&self.label), self.spec.presence.clone())?;
             self.instance = Some(instance);
@@ -192,7 +212,7 @@ impl Stage {
     fn quarantine(&mut self, error: &WasmError) {
         self.instance = None;
         self.counters.traps.add(1);
-        tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, error = %error, "Plugin instance failed and was discarded; the next batch gets a fresh one.");
+        tracing::warn!(stage = &*self.label, plugin = &*self.plugin.name, error = %error, "Plugin instance failed and was discarded; the next batch gets a fresh one.");
     }
 
     /// Calls the plugin and checks what it returned. A failed call (trap,
@@ -351,15 +371,15 @@ impl Stage {
         match (self.spec.on_error, &self.spec.dead_letter) {
             (OnError::Stop, _) => Err(format!(
                 "stage {} (plugin `{}`) failed on {count} record(s): {first}",
-                self.label, self.spec.plugin.name
+                self.label, self.plugin.name
             )),
             (OnError::DeadLetter, Some(sink)) => {
-                tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, records = count, sink = %sink, error = %first, "Records failed; sending them to the dead-letter sink.");
+                tracing::warn!(stage = &*self.label, plugin = &*self.plugin.name, records = count, sink = %sink, error = %first, "Records failed; sending them to the dead-letter sink.");
                 dead_letters.push((sink.clone(), self.dead_letter_batch(&failed)));
                 Ok(())
             }
             _ => {
-                tracing::warn!(stage = &*self.label, plugin = &*self.spec.plugin.name, records = count, error = %first, "Records failed and were dropped (on_error = \"drop\").");
+                tracing::warn!(stage = &*self.label, plugin = &*self.plugin.name, records = count, error = %first, "Records failed and were dropped (on_error = \"drop\").");
                 Ok(())
             }
         }
@@ -379,8 +399,8 @@ impl Stage {
             };
             let extra = [
                 (headers::ERROR, error.as_bytes()),
-                (headers::PLUGIN, self.spec.plugin.name.as_bytes()),
-                (headers::PLUGIN_VERSION, self.spec.plugin.hash.as_bytes()),
+                (headers::PLUGIN, self.plugin.name.as_bytes()),
+                (headers::PLUGIN_VERSION, self.plugin.hash.as_bytes()),
                 (headers::STAGE, stage.as_bytes()),
                 (headers::ORIGIN_SOURCE, origin.source.as_bytes()),
                 (headers::ORIGIN_TOPIC, origin.topic.as_bytes()),

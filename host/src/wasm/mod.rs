@@ -6,11 +6,13 @@ mod engine;
 pub(crate) mod host;
 mod loader;
 mod plugin;
+mod slot;
 
 pub use engine::{WasmEngine, content_hash};
 pub use host::PresenceCheck;
 pub use loader::{LoadedPlugin, load_plugin};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
+pub use slot::{PluginSlot, PluginStatus};
 
 use std::time::Duration;
 
