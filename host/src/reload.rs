@@ -115,11 +115,8 @@ async fn reload_loop(
         };
         // Collect every changed file until things are quiet.
         let mut changed = vec![first];
-        loop {
-            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                Ok(Some(p)) => changed.push(p),
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(p)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+            changed.push(p);
         }
         let mut names: Vec<&String> = changed
             .iter()
