@@ -54,7 +54,7 @@ fn recs(values: &[&str]) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_trapping_plugin_dead_letters_its_batch_and_a_fresh_instance_serves_the_next() {
+async fn a_poison_record_is_isolated_and_dead_lettered_and_its_neighbours_are_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let text = config(
         "fixture-trap",
@@ -62,41 +62,54 @@ async fn a_trapping_plugin_dead_letters_its_batch_and_a_fresh_instance_serves_th
         "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
     );
     let running = start(&text, dir.path()).await;
-    let (status, body) = post_ndjson(running.addr, "in", &recs(&["a", "trap", "b"])).await;
+    let batch = ["a", "trap", "b", "c", "d", "e", "f", "g"];
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&batch)).await;
     // Dead-lettered records count as delivered: the DLQ sink has them.
     assert_eq!(status, StatusCode::OK, "{body}");
     let dlq = read_lines(&dir.path().join("dlq.jsonl"));
-    assert_eq!(values(&dlq), ["a", "trap", "b"]);
-    let h = headers(&dlq[1]);
+    assert_eq!(values(&dlq), ["trap"], "only the poison record");
+    assert_eq!(
+        values(&read_lines(&dir.path().join("out.jsonl"))),
+        ["a", "b", "c", "d", "e", "f", "g"],
+        "its neighbours, in order"
+    );
+    let h = headers(&dlq[0]);
     assert!(h["sluice-error"].starts_with("plugin trapped"), "{h:?}");
     assert!(
-        h["sluice-error"].contains("fixture: trapping on record 1"),
-        "the panic message should reach the error: {h:?}"
+        h["sluice-error"].contains("fixture: trapping on record 0"),
+        "the panic message (from the record alone) should reach the error: {h:?}"
     );
     assert_eq!(h["sluice-plugin"], "p");
     assert_eq!(h["sluice-stage"], "r/0");
     assert_eq!(h["sluice-origin-source"], "in");
     assert_eq!(h["sluice-origin-position"], "1");
     assert_eq!(h["h"], "1", "the record's own headers are kept");
-    assert_eq!(dlq[1]["key"], "k1");
-    assert!(read_lines(&dir.path().join("out.jsonl")).is_empty());
+    assert_eq!(dlq[0]["key"], "k1");
 
-    let (status, _) = post_ndjson(running.addr, "in", &recs(&["c", "d"])).await;
+    let (status, _) = post_ndjson(running.addr, "in", &recs(&["x", "y"])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        values(&read_lines(&dir.path().join("out.jsonl"))),
-        ["c", "d"]
+        values(&read_lines(&dir.path().join("out.jsonl")))[7..],
+        ["x", "y"]
     );
     let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
+    // Bisecting 8 records around one poison pill: the batch, its first
+    // half, that half's first half, then the record alone.
     assert_eq!(
         running.metrics.value("sluice_stage_traps_total", &stage),
+        Some(4)
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_stage_poison_records_total", &stage),
         Some(1)
     );
     assert_eq!(
         running
             .metrics
             .value("sluice_stage_records_errored_total", &stage),
-        Some(3)
+        Some(1)
     );
     running.shutdown().await.unwrap();
 }
@@ -107,7 +120,7 @@ async fn an_infinite_loop_is_interrupted_within_its_time_budget() {
     let text = config("fixture-spin", "timeout = \"200ms\"", "on_error = \"drop\"");
     let running = start(&text, dir.path()).await;
     let started = Instant::now();
-    let (status, body) = post_ndjson(running.addr, "in", &recs(&["spin"])).await;
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["before", "spin", "next"])).await;
     let took = started.elapsed();
     assert_eq!(
         status,
@@ -118,6 +131,8 @@ async fn an_infinite_loop_is_interrupted_within_its_time_budget() {
         took >= Duration::from_millis(190),
         "interrupted too early: {took:?}"
     );
+    // Isolating it takes three interrupted calls: the batch, its second
+    // half, the record alone.
     assert!(
         took < Duration::from_secs(3),
         "interrupted too late: {took:?}"
@@ -127,7 +142,8 @@ async fn an_infinite_loop_is_interrupted_within_its_time_budget() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         values(&read_lines(&dir.path().join("out.jsonl"))),
-        ["after"]
+        ["before", "next", "after"],
+        "the looping record's neighbours flow"
     );
     let (status, health) = get(running.addr, "/health").await;
     assert_eq!(status, StatusCode::OK, "{health}");
@@ -226,5 +242,27 @@ async fn on_error_stop_halts_the_route_without_acknowledging() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert!(body.contains("route `r` stopped"), "{body}");
     assert!(read_lines(&dir.path().join("out.jsonl")).is_empty());
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_is_poison_after_poison_attempts_failures_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        "fixture-trap",
+        "poison_attempts = 3",
+        "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
+    );
+    let running = start(&text, dir.path()).await;
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["a", "trap"])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(values(&read_lines(&dir.path().join("dlq.jsonl"))), ["trap"]);
+    assert_eq!(values(&read_lines(&dir.path().join("out.jsonl"))), ["a"]);
+    let stage = [("route", "r"), ("stage", "r/0"), ("plugin", "p")];
+    // The batch once, then the record alone three times.
+    assert_eq!(
+        running.metrics.value("sluice_stage_traps_total", &stage),
+        Some(4)
+    );
     running.shutdown().await.unwrap();
 }

@@ -186,6 +186,7 @@ fn main() {
         on_error: OnError::Drop,
         dead_letter: None,
         presence: Default::default(),
+        poison_attempts: 1,
     };
 
     // Each pair does the same work per batch: the host clones the batch

@@ -112,6 +112,7 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
                     _ => None,
                 },
                 presence: presence.clone(),
+                poison_attempts: plugin_config.poison_attempts,
             });
         }
         let dead = specs.iter().filter_map(|s| s.dead_letter.clone());

@@ -8,6 +8,8 @@ pub const LISTEN: &str = "127.0.0.1:8080";
 pub const MEMORY_LIMIT: u64 = 64 << 20;
 /// `[plugins.X] timeout`: the time budget for one batch in one stage.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
+/// `[plugins.X] poison_attempts`: failures alone before a record is poison.
+pub const POISON_ATTEMPTS: usize = 1;
 /// `[routes.X] workers`: parallel stage-chain instances per route.
 pub const WORKERS: usize = 1;
 /// `[routes.X] queue`: batches buffered in front of each worker.

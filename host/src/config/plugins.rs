@@ -30,6 +30,11 @@ pub struct PluginConfig {
     pub on_error: OnError,
     /// The sink that receives failed records when `on_error = "dead_letter"`.
     pub dead_letter: Option<String>,
+    /// When a call fails as a whole (trap, limit), the batch is bisected to
+    /// find the records that fail alone; one that fails alone this many
+    /// times is a poison pill and goes to `on_error`.
+    #[serde(default = "default_poison_attempts")]
+    pub poison_attempts: usize,
     /// Tables the plugin may open (join plugins).
     #[serde(default)]
     pub tables: Vec<String>,
@@ -69,6 +74,10 @@ impl PluginConfig {
             _ => None,
         }
     }
+}
+
+fn default_poison_attempts() -> usize {
+    defaults::POISON_ATTEMPTS
 }
 
 fn default_memory() -> ByteSize {

@@ -6,6 +6,7 @@
 //! - [`route`]: workers, ordering, backpressure, and dispatch by port.
 
 pub mod ack;
+pub mod bisect;
 pub mod route;
 pub mod stage;
 

@@ -12,6 +12,8 @@ use crate::record::{FlatBatch, Record};
 use crate::wasm::{Instance, Plugin, PluginKind, PluginSlot, PresenceCheck, WasmError};
 use sluice_sdk::{FilterOutcome, TransformOutcome};
 
+use super::bisect::{self, MAX_FAILED_CALLS, Outcome};
+
 /// Header names set on dead-lettered records.
 pub mod headers {
     /// Why the record failed.
@@ -43,6 +45,8 @@ pub struct StageSpec {
     pub dead_letter: Option<String>,
     /// What the plugin's `presence` import answers.
     pub presence: PresenceCheck,
+    /// How many times a record must fail alone to count as poison.
+    pub poison_attempts: usize,
 }
 
 struct StageCounters {
@@ -51,6 +55,7 @@ struct StageCounters {
     dropped: Counter,
     errored: Counter,
     traps: Counter,
+    poison: Counter,
 }
 
 struct Stage {
@@ -61,6 +66,9 @@ struct Stage {
     plugin: Arc<Plugin>,
     version: u64,
     instance: Option<Instance>,
+    /// The lone record being retried while isolating a poison pill, and
+    /// how many times it failed alone.
+    lone_failure: Option<(crate::record::Position, usize)>,
     counters: StageCounters,
 }
 
@@ -106,12 +114,14 @@ impl Chain {
                     plugin,
                     version,
                     instance: None,
+                    lone_failure: None,
                     counters: StageCounters {
                         records_in: metrics.counter("sluice_stage_records_in_total", &labels),
                         records_out: metrics.counter("sluice_stage_records_out_total", &labels),
                         dropped: metrics.counter("sluice_stage_records_dropped_total", &labels),
                         errored: metrics.counter("sluice_stage_records_errored_total", &labels),
                         traps: metrics.counter("sluice_stage_traps_total", &labels),
+                        poison: metrics.counter("sluice_stage_poison_records_total", &labels),
                     },
                 }
             })
@@ -152,6 +162,9 @@ impl Chain {
         out
     }
 }
+
+/// A plugin call: `Instance::filter` or `Instance::transform`.
+type Call<O> = fn(&mut Instance, FlatBatch) -> (FlatBatch, Result<O, WasmError>);
 
 /// Records a stage failed on, copied out of its input, with their errors.
 struct Failed {
@@ -216,24 +229,93 @@ impl Stage {
     }
 
     /// Calls the plugin and checks what it returned. A failed call (trap,
-    /// limit, malformed result) discards the instance and fails the batch.
-    fn call<O>(
+    /// limit, malformed result) discards the instance; the batch is then
+    /// bisected to isolate the records that fail alone (see
+    /// [`super::bisect`]), which come back as record errors. Only a stage
+    /// that cannot make an instance at all fails the batch as a whole.
+    fn call<O: Outcome>(
         &mut self,
         batch: FlatBatch,
-        run: impl FnOnce(&mut Instance, FlatBatch) -> (FlatBatch, Result<O, WasmError>),
-        check: impl FnOnce(&O, usize) -> Result<(), WasmError>,
+        run: Call<O>,
+        check: fn(&O, usize) -> Result<(), WasmError>,
     ) -> (FlatBatch, Result<O, Failed>) {
-        let (batch, result) = match self.instance() {
-            Ok(instance) => run(instance, batch),
-            Err(e) => (batch, Err(e)),
-        };
-        match result.and_then(|o| check(&o, batch.len()).map(|()| o)) {
-            Ok(o) => (batch, Ok(o)),
-            Err(e) => {
-                self.quarantine(&e);
+        let mut failures = 0;
+        match self.try_call(batch, run, check, &mut failures) {
+            (batch, Ok(o)) => (batch, Ok(o)),
+            (batch, Err(e)) => {
                 let failed = Failed::whole(&batch, &e);
                 (batch, Err(failed))
             }
+        }
+    }
+
+    fn try_call<O: Outcome>(
+        &mut self,
+        batch: FlatBatch,
+        run: Call<O>,
+        check: fn(&O, usize) -> Result<(), WasmError>,
+        failures: &mut usize,
+    ) -> (FlatBatch, Result<O, WasmError>) {
+        let (batch, result) = match self.instance() {
+            Ok(instance) => run(instance, batch),
+            Err(e) => return (batch, Err(e)),
+        };
+        let error = match result.and_then(|o| check(&o, batch.len()).map(|()| o)) {
+            Ok(o) => return (batch, Ok(o)),
+            Err(e) => e,
+        };
+        self.quarantine(&error);
+        *failures += 1;
+        let message = error.to_string();
+        if batch.len() <= 1 {
+            // Alone, it fails again up to `poison_attempts` times before it
+            // counts as poison (a failure that was the neighbours' fault, or
+            // a flaky one, gets its chances).
+            if *failures < MAX_FAILED_CALLS && self.attempts_left(&batch) {
+                return self.try_call(batch, run, check, failures);
+            }
+            self.counters.poison.add(batch.len() as u64);
+            let outcome = O::all_failed(batch.len(), &message);
+            return (batch, Ok(outcome));
+        }
+        if *failures >= MAX_FAILED_CALLS {
+            tracing::warn!(
+                stage = &*self.label,
+                plugin = &*self.plugin.name,
+                records = batch.len(),
+                "Too many failed calls isolating poison records; failing the rest of the batch."
+            );
+            let outcome = O::all_failed(batch.len(), &message);
+            return (batch, Ok(outcome));
+        }
+        let mid = batch.len() / 2;
+        let (left, right) = bisect::split(&batch, mid);
+        let (_, left) = self.try_call(left, run, check, failures);
+        let (_, right) = self.try_call(right, run, check, failures);
+        let mut merged = match left {
+            Ok(o) => o,
+            Err(e) => O::all_failed(mid, &e.to_string()),
+        };
+        let right = match right {
+            Ok(o) => o,
+            Err(e) => O::all_failed(batch.len() - mid, &e.to_string()),
+        };
+        merged.append(right, u32::try_from(mid).unwrap_or(u32::MAX));
+        (batch, Ok(merged))
+    }
+
+    /// Whether the lone record in `batch` may be tried again.
+    fn attempts_left(&mut self, batch: &FlatBatch) -> bool {
+        let position = batch.get(0).map(|r| r.position());
+        if self.lone_failure.map(|(p, _)| p) != position {
+            self.lone_failure = position.map(|p| (p, 0));
+        }
+        match &mut self.lone_failure {
+            Some((_, n)) => {
+                *n += 1;
+                *n < self.spec.poison_attempts.max(1)
+            }
+            None => false,
         }
     }
 
