@@ -266,3 +266,31 @@ async fn a_record_is_poison_after_poison_attempts_failures_alone() {
     );
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fuel_budget_interrupts_a_loop_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        "fixture-spin",
+        "timeout = \"30s\"\nfuel = 5000000",
+        "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
+    );
+    let running = start(&text, dir.path()).await;
+    let started = Instant::now();
+    let (status, body) = post_ndjson(running.addr, "in", &recs(&["before", "spin", "next"])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "fuel, not the 30 s time budget, stopped it: {:?}",
+        started.elapsed()
+    );
+    let dlq = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(values(&dlq), ["spin"]);
+    let error = &headers(&dlq[0])["sluice-error"];
+    assert!(error.contains("fuel budget of 5000000"), "{error}");
+    assert_eq!(
+        values(&read_lines(&dir.path().join("out.jsonl"))),
+        ["before", "next"]
+    );
+    running.shutdown().await.unwrap();
+}

@@ -25,6 +25,10 @@ pub struct PluginConfig {
     /// interrupted and its batch goes to `on_error`.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// A fuel budget per batch (about one unit per Wasm instruction), for
+    /// limits that do not depend on the machine's speed or load. Unset: no
+    /// fuel counting (it slows plugins down), only `timeout`.
+    pub fuel: Option<u64>,
     /// What happens to records the plugin fails on: `drop`, `dead_letter` or `stop`.
     #[serde(default)]
     pub on_error: OnError,

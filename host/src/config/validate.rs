@@ -42,6 +42,9 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
                 "{at}.memory_limit: must be at least 64KiB (one Wasm page)"
             ));
         }
+        if plugin.fuel == Some(0) {
+            problems.push(format!("{at}.fuel: must be more than zero"));
+        }
         if plugin.timeout.0.is_zero() {
             problems.push(format!("{at}.timeout: must be more than zero"));
         }

@@ -21,22 +21,43 @@ pub struct WasmEngine {
 }
 
 static GLOBAL: OnceLock<Result<WasmEngine, String>> = OnceLock::new();
+static FUELED: OnceLock<Result<WasmEngine, String>> = OnceLock::new();
 
 impl WasmEngine {
     /// The process's engine, created (with its epoch ticker) on first use.
     pub fn global() -> Result<&'static WasmEngine, WasmError> {
         GLOBAL
-            .get_or_init(|| Self::new().map_err(|e| format!("{e:#}")))
+            .get_or_init(|| Self::new(false).map_err(|e| format!("{e:#}")))
             .as_ref()
             .map_err(|e| WasmError::Engine(e.clone()))
     }
 
-    fn new() -> wasmtime::Result<Self> {
+    /// The engine for plugins with a fuel budget: the same, but counting
+    /// instructions. Only those plugins pay for the counting; it is created
+    /// on first use.
+    pub fn fueled() -> Result<&'static WasmEngine, WasmError> {
+        FUELED
+            .get_or_init(|| Self::new(true).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| WasmError::Engine(e.clone()))
+    }
+
+    /// The engine for a plugin with `fuel` (or none).
+    pub fn for_fuel(fuel: Option<u64>) -> Result<&'static WasmEngine, WasmError> {
+        match fuel {
+            Some(_) => Self::fueled(),
+            None => Self::global(),
+        }
+    }
+
+    fn new(fuel: bool) -> wasmtime::Result<Self> {
         let mut config = EngineConfig::new();
         config.wasm_component_model(true);
         // Plugins are bounded in time by epochs rather than fuel: a check at
         // each loop head costs far less than counting every instruction.
+        // Fuel (deterministic, but slower) is for plugins that ask for it.
         config.epoch_interruption(true);
+        config.consume_fuel(fuel);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -46,12 +46,13 @@ pub async fn load_plugin(
     let limits = Limits {
         max_memory: usize::try_from(plugin.memory_limit.0).unwrap_or(usize::MAX),
         timeout: plugin.timeout.0,
+        fuel: plugin.fuel,
     };
     let name = name.to_owned();
     let tables = plugin.tables.clone();
     let plugin = tokio::task::spawn_blocking(move || {
         let hash = content_hash(&bytes);
-        let component = WasmEngine::global()?.compile(&hash, &bytes)?;
+        let component = WasmEngine::for_fuel(limits.fuel)?.compile(&hash, &bytes)?;
         let plugin = Arc::new(Plugin::new(
             &name,
             &component,

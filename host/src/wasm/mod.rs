@@ -50,6 +50,9 @@ pub enum WasmError {
     /// The plugin tried to grow its memory past the cap.
     #[error("plugin exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
+    /// The plugin used up its fuel budget for one call.
+    #[error("plugin used up its fuel budget of {0} and was interrupted")]
+    FuelExhausted(u64),
     /// A filter was called as a transform or the other way round.
     #[error("plugin is a {0}, called as the other kind")]
     WrongKind(PluginKind),

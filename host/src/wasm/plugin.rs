@@ -49,6 +49,8 @@ pub struct Limits {
     pub max_memory: usize,
     /// Time budget per call.
     pub timeout: Duration,
+    /// Fuel budget per call (instructions, roughly), if any.
+    pub fuel: Option<u64>,
 }
 
 /// A compiled and linked plugin, ready to instantiate cheaply.
@@ -88,7 +90,7 @@ impl Plugin {
         config_json: String,
         tables: Vec<String>,
     ) -> Result<Self, WasmError> {
-        let engine = WasmEngine::global()?;
+        let engine = WasmEngine::for_fuel(limits.fuel)?;
         let pre = engine
             .linker()
             .instantiate_pre(component)
@@ -118,7 +120,7 @@ impl Plugin {
         stage: Arc<str>,
         presence: PresenceCheck,
     ) -> Result<Instance, WasmError> {
-        let engine = WasmEngine::global()?;
+        let engine = WasmEngine::for_fuel(self.limits.fuel)?;
         let label = InstanceLabel {
             plugin: Arc::clone(&self.name),
             stage,
@@ -133,6 +135,7 @@ impl Plugin {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        refuel(&mut store, self.limits);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -174,6 +177,7 @@ impl Instance {
         };
         self.store
             .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        refuel(&mut self.store, self.limits);
         let input = to_wit(batch);
         let result = guest.call_filter(&mut self.store, &input);
         let batch = from_wit(input);
@@ -197,6 +201,7 @@ impl Instance {
         };
         self.store
             .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
+        refuel(&mut self.store, self.limits);
         let input = to_wit(batch);
         let result = guest.call_transform(&mut self.store, &input);
         let batch = from_wit(input);
@@ -214,6 +219,14 @@ impl Instance {
     }
 }
 
+/// Gives a store with a fuel budget its full budget for the next call.
+fn refuel(store: &mut Store<StoreState>, limits: Limits) {
+    if let Some(fuel) = limits.fuel {
+        // Only fails on an engine without fuel, which `for_fuel` rules out.
+        let _ = store.set_fuel(fuel);
+    }
+}
+
 /// Names what went wrong in a call that failed: the memory cap, the time
 /// budget, or a trap (with the plugin's last stderr line, usually its panic).
 fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: Limits) -> WasmError {
@@ -221,11 +234,12 @@ fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: Limits) -
     if state.limiter.hit {
         return WasmError::MemoryLimit(limits.max_memory);
     }
-    if matches!(
-        error.downcast_ref::<wasmtime::Trap>(),
-        Some(wasmtime::Trap::Interrupt)
-    ) {
-        return WasmError::Timeout(limits.timeout);
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return WasmError::Timeout(limits.timeout),
+        Some(wasmtime::Trap::OutOfFuel) => {
+            return WasmError::FuelExhausted(limits.fuel.unwrap_or(0));
+        }
+        _ => {}
     }
     let trap = match error.downcast_ref::<wasmtime::Trap>() {
         Some(t) => t.to_string(),
