@@ -292,5 +292,14 @@ async fn a_fuel_budget_interrupts_a_loop_deterministically() {
         values(&read_lines(&dir.path().join("out.jsonl"))),
         ["before", "next"]
     );
+    let (_, body) = get(running.addr, "/plugins").await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let p = &status["plugins"][0];
+    assert_eq!(
+        p["limit_hits"], 3,
+        "the batch, its second half, the record: {p}"
+    );
+    assert_eq!(p["traps"], 0);
+    assert!(p["last_failure"].as_str().unwrap().contains("fuel"), "{p}");
     running.shutdown().await.unwrap();
 }

@@ -225,6 +225,11 @@ impl Stage {
     fn quarantine(&mut self, error: &WasmError) {
         self.instance = None;
         self.counters.traps.add(1);
+        let limit = matches!(
+            error,
+            WasmError::Timeout(_) | WasmError::MemoryLimit(_) | WasmError::FuelExhausted(_)
+        );
+        self.spec.plugin.call_failed(limit, error.to_string());
         tracing::warn!(stage = &*self.label, plugin = &*self.plugin.name, error = %error, "Plugin instance failed and was discarded; the next batch gets a fresh one.");
     }
 

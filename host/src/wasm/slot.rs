@@ -32,6 +32,12 @@ pub struct PluginStatus {
     pub reload_failures: u64,
     /// The last reload error, until a reload succeeds.
     pub last_error: Option<String>,
+    /// Calls that trapped (a panic, a malformed result), all versions.
+    pub traps: u64,
+    /// Calls interrupted by a limit (time, memory, fuel), all versions.
+    pub limit_hits: u64,
+    /// The last trap or limit hit.
+    pub last_failure: Option<String>,
 }
 
 /// One plugin's serving version.
@@ -70,6 +76,9 @@ impl PluginSlot {
                 reloads: 0,
                 reload_failures: 0,
                 last_error: None,
+                traps: 0,
+                limit_hits: 0,
+                last_failure: None,
             }),
         })
     }
@@ -115,6 +124,17 @@ impl PluginSlot {
         let mut s = self.lock_status();
         s.reload_failures += 1;
         s.last_error = Some(error);
+    }
+
+    /// Records a call that failed as a whole: a limit hit or a trap.
+    pub fn call_failed(&self, limit: bool, error: String) {
+        let mut s = self.lock_status();
+        if limit {
+            s.limit_hits += 1;
+        } else {
+            s.traps += 1;
+        }
+        s.last_failure = Some(error);
     }
 
     /// For `/plugins`.
