@@ -195,3 +195,145 @@ async fn a_broken_file_or_a_failing_init_keeps_the_old_version() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// A plugin crate of the test's own, inside the workspace's `target/` (so
+/// the workspace's `.cargo/config.toml` applies) but a workspace of its own.
+fn dev_crate(stamp: &str) -> tempfile::TempDir {
+    let ws = workspace().canonicalize().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("dev-plugin-")
+        .tempdir_in(ws.join("target"))
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "dev-stamp"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+sluice-sdk = {{ path = "{}" }}
+
+[workspace]
+"#,
+            ws.join("plugins").join("sdk").display()
+        ),
+    )
+    .unwrap();
+    // The workspace's lock file, so the dependencies resolve to the versions
+    // already built in the shared target directory.
+    std::fs::copy(ws.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+    write_stamp(dir.path(), stamp);
+    dir
+}
+
+fn write_stamp(dir: &Path, stamp: &str) {
+    std::fs::write(
+        dir.join("src").join("lib.rs"),
+        format!(
+            r#"use sluice_sdk::{{Output, Record}};
+
+#[sluice_sdk::transform]
+pub fn stamp(record: &Record<'_>, out: &mut Output) {{
+    out.emit(record).header("stamp", b"{stamp}");
+}}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_dev_rebuilds_and_reloads_a_plugin_when_its_source_changes() {
+    let plugin = dev_crate("one");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dev.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[sources.in]
+type = "http"
+[plugins.stamp]
+crate = "{}"
+[sinks.out]
+type = "file"
+path = "{}"
+[routes.r]
+from = "in"
+through = ["stamp"]
+to = ["out"]
+"#,
+            plugin.path().display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let target = workspace().join("target").join("sluice-plugins");
+    let _sluice = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("dev")
+            .arg(&config)
+            .env("SLUICE_PLUGIN_TARGET_DIR", &target)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sluice dev did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stamp_of_next(addr, &out, 0).await, "one");
+
+    write_stamp(plugin.path(), "two");
+    let mut n = 1;
+    while stamp_of_next(addr, &out, n).await != "two" {
+        assert!(tokio::time::Instant::now() < deadline, "never reloaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        n += 1;
+    }
+
+    // A source that does not compile: the old version keeps serving, and
+    // the build error is on /plugins.
+    std::fs::write(plugin.path().join("src").join("lib.rs"), "this is not rust").unwrap();
+    let mut error = String::new();
+    while !error.contains("cargo build") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed build was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        error = plugin_status(addr).await["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    n += 1;
+    assert_eq!(stamp_of_next(addr, &out, n).await, "two");
+}
+
+/// Posts record `n` and returns the stamp it came out with.
+async fn stamp_of_next(addr: std::net::SocketAddr, out: &Path, n: usize) -> String {
+    post_batch(addr, n, n, 1).await;
+    let lines = read_lines(out);
+    headers(lines.last().unwrap())["stamp"].clone()
+}

@@ -23,6 +23,12 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// Run a config for plugin development: plugins named by `crate` are
+    /// rebuilt when their sources change and hot-reloaded.
+    Dev {
+        /// The TOML config file.
+        config: PathBuf,
+    },
     /// Validate a config and load every plugin in it, then exit.
     Check {
         /// The TOML config file.
@@ -51,7 +57,8 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config).await,
+            Command::Run { config } => run(config, false).await,
+            Command::Dev { config } => run(config, true).await,
             Command::Check { config } => check(config).await,
         }
     });
@@ -64,11 +71,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<()> {
+async fn run(path: PathBuf, dev: bool) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let running = runtime::start(config)
+    let addr = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot start {}", path.display()))?;
+        .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+    let running = if dev {
+        runtime::start_dev(config, listener).await
+    } else {
+        runtime::start_with_listener(config, listener).await
+    }
+    .with_context(|| format!("cannot start {}", path.display()))?;
     wait_for_signal().await?;
     running.shutdown().await
 }

@@ -31,6 +31,108 @@ use crate::wasm::{PluginSlot, load_plugin};
 /// How long a changed file must stay quiet before it is loaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// How long a plugin's sources must stay quiet before `sluice dev`
+/// rebuilds it (an editor's save touches several files).
+pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// `sluice dev`: watches the sources (`src/`, `Cargo.toml`) of every plugin
+/// named by `crate`, and rebuilds the crate when they change. The rebuilt
+/// component is then hot-reloaded like any changed component file; a build
+/// that fails leaves the old version serving, with cargo's errors logged and
+/// on `/plugins`.
+pub fn spawn_dev(
+    config: Arc<Config>,
+    slots: BTreeMap<String, Arc<PluginSlot>>,
+    mut shutdown: Shutdown,
+) {
+    let mut crates: HashMap<PathBuf, Vec<String>> = HashMap::new();
+    for (name, plugin) in &config.plugins {
+        if let Some(PluginSource::Crate(dir)) = plugin.source() {
+            let dir = config.resolve(&dir);
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            crates.entry(dir).or_default().push(name.clone());
+        }
+    }
+    if crates.is_empty() {
+        tracing::warn!("sluice dev: no plugin is named by `crate`; nothing to rebuild.");
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    let roots: Vec<PathBuf> = crates.keys().cloned().collect();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if !matches!(
+            event.kind,
+            notify::EventKind::Create(_)
+                | notify::EventKind::Modify(_)
+                | notify::EventKind::Remove(_)
+        ) {
+            return;
+        }
+        for path in event.paths {
+            if let Some(root) = roots.iter().find(|r| path.starts_with(r)) {
+                let _ = tx.send(root.clone());
+            }
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "sluice dev: cannot watch plugin sources.");
+            return;
+        }
+    };
+    for dir in crates.keys() {
+        for (path, mode) in [
+            (dir.join("src"), RecursiveMode::Recursive),
+            (dir.join("Cargo.toml"), RecursiveMode::NonRecursive),
+        ] {
+            if let Err(e) = watcher.watch(&path, mode) {
+                tracing::warn!(path = %path.display(), error = %e, "sluice dev: cannot watch.");
+            }
+        }
+    }
+    tracing::info!(
+        crates = crates.len(),
+        "sluice dev: rebuilding plugins when their sources change."
+    );
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.recv() => return,
+                dir = rx.recv() => match dir {
+                    Some(d) => d,
+                    None => return,
+                },
+            };
+            let mut changed = vec![first];
+            while let Ok(Some(d)) = tokio::time::timeout(SOURCE_DEBOUNCE, rx.recv()).await {
+                changed.push(d);
+            }
+            changed.sort();
+            changed.dedup();
+            for dir in changed {
+                let started = std::time::Instant::now();
+                match crate::wasm::build_crate(&dir).await {
+                    // The component watcher reloads what the build wrote.
+                    Ok(file) => {
+                        tracing::info!(crate_dir = %dir.display(), component = %file.display(), took = ?started.elapsed(), "sluice dev: plugin rebuilt.")
+                    }
+                    Err(e) => {
+                        tracing::error!(crate_dir = %dir.display(), error = %e, "sluice dev: build failed; the previous version keeps serving.");
+                        for name in crates.get(&dir).into_iter().flatten() {
+                            if let Some(slot) = slots.get(name) {
+                                slot.failed(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Starts watching the component files of `slots` (the watch is in place
 /// when this returns) and reloads changed plugins until `shutdown`. Plugins
 /// named by `crate` are watched at the component their build produced.

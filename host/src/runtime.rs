@@ -76,6 +76,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Starts everything in `config`, serving HTTP on `listener`.
 pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    start_inner(config, listener, false).await
+}
+
+/// `sluice dev`: like [`start_with_listener`], and plugins named by `crate`
+/// are rebuilt (then hot-reloaded) when their sources change.
+pub async fn start_dev(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    start_inner(config, listener, true).await
+}
+
+async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let plugins = load_plugins(&config).await?;
     let slots: BTreeMap<String, Arc<PluginSlot>> = plugins
@@ -169,7 +179,10 @@ pub async fn start_with_listener(config: Config, listener: TcpListener) -> anyho
         .local_addr()
         .context("cannot read the listener's address")?;
     let hubs: Vec<_> = sinks.hubs.values().cloned().collect();
-    if config.server.hot_reload && !slots.is_empty() {
+    if dev {
+        crate::reload::spawn_dev(Arc::new(config.clone()), slots.clone(), shutdown.clone());
+    }
+    if (config.server.hot_reload || dev) && !slots.is_empty() {
         crate::reload::spawn(
             Arc::new(config.clone()),
             slots.clone(),

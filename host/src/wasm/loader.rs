@@ -168,8 +168,12 @@ async fn add_wasm_target() -> bool {
 
 /// Plugins get their own target directory inside the workspace's, so a
 /// build started from a running `cargo test` or `cargo run` never waits on
-/// the lock that cargo holds on the host's build.
+/// the lock that cargo holds on the host's build. `SLUICE_PLUGIN_TARGET_DIR`
+/// overrides it (to share one build cache between plugin workspaces).
 async fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, WasmError> {
+    if let Some(dir) = std::env::var_os("SLUICE_PLUGIN_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
     let out = tokio::process::Command::new(cargo)
         .args([
             "locate-project",

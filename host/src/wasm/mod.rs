@@ -10,7 +10,7 @@ mod slot;
 
 pub use engine::{WasmEngine, content_hash};
 pub use host::PresenceCheck;
-pub use loader::{LoadedPlugin, load_plugin};
+pub use loader::{LoadedPlugin, build_crate, load_plugin};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
 
