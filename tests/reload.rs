@@ -77,14 +77,37 @@ async fn post_batch(addr: std::net::SocketAddr, batch: usize, first: usize, n: u
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_swaps_under_load_lose_and_duplicate_nothing() {
-    let (a, b) = stamped_plugins();
+/// Sluice running `config` with `first` copied to the live plugin file.
+struct Live {
+    dir: tempfile::TempDir,
+    live: std::path::PathBuf,
+    out: std::path::PathBuf,
+    running: sluice::runtime::Running,
+}
+
+async fn start_live(first: &Path) -> Live {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("stamp.wasm");
     let out = dir.path().join("out.jsonl");
-    std::fs::copy(&a, &live).unwrap();
+    std::fs::copy(first, &live).unwrap();
     let running = start(&config(&live, &out), &workspace()).await;
+    Live {
+        dir,
+        live,
+        out,
+        running,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_load_lose_and_duplicate_nothing() {
+    let (a, b) = stamped_plugins();
+    let Live {
+        dir: _dir,
+        live,
+        out,
+        running,
+    } = start_live(&a).await;
     let addr = running.addr;
 
     // Load: batches of 20 records, back to back, until told to stop.
@@ -150,11 +173,12 @@ async fn twenty_swaps_under_load_lose_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_file_or_a_failing_init_keeps_the_old_version() {
     let (a, b) = stamped_plugins();
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("stamp.wasm");
-    let out = dir.path().join("out.jsonl");
-    std::fs::copy(&a, &live).unwrap();
-    let running = start(&config(&live, &out), &workspace()).await;
+    let Live {
+        dir,
+        live,
+        out,
+        running,
+    } = start_live(&a).await;
     let addr = running.addr;
     let last_stamp = || {
         let lines = read_lines(&out);
