@@ -641,3 +641,56 @@ to = ["seen"]
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_connection_rides_out_a_redis_restart() {
+    let mut server = RedisServer::start_persistent();
+    let running = start(&sse_config(&server.url(), ""), &workspace()).await;
+    let addr = running.addr;
+    let mut client = SseClient::connect(addr, "notify", "c1").await;
+    for n in 0..2 {
+        post(addr, "c1", n).await;
+    }
+    let before: Vec<String> = client
+        .take(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    server.restart();
+    // Ingest answers 500 until the sink's connection is back; a client
+    // that retries gets its records in.
+    for n in 2..4 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let req = builder(addr, "POST", "/ingest/in")
+                .header("sluice-key", "c1")
+                .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                    r#"{{"n":{n}}}"#
+                ))))
+                .unwrap();
+            if call(addr, req).await.0 == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ingest never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let after: Vec<String> = client
+        .take(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(before, [r#"{"n":0}"#, r#"{"n":1}"#]);
+    assert_eq!(
+        after,
+        [r#"{"n":2}"#, r#"{"n":3}"#],
+        "the same connection, nothing twice"
+    );
+    assert!(client.next(Duration::from_millis(300)).await.is_none());
+    running.shutdown().await.unwrap();
+}
