@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -214,36 +216,11 @@ fn main() {
     // Load (build, compile) the plugin before timing.
     rt.block_on(sluice::runtime::load_plugins(&config)).unwrap();
 
-    let took_sluice = rt.block_on(async {
-        let running = sluice::runtime::start(config).await.unwrap();
-        let metrics = running.metrics.clone();
-        let read = || {
-            metrics
-                .value("sluice_source_records_total", &[("source", "in")])
-                .unwrap_or(0)
-        };
-        let done = || {
-            metrics
-                .value("sluice_sink_records_total", &[("sink", "out")])
-                .unwrap_or(0)
-        };
-        // Timed from the first batch read (so the group join is not counted).
-        while read() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let started = Instant::now();
-        let mut last_report = Instant::now();
-        while done() < (records / 2) as u64 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if last_report.elapsed() > Duration::from_secs(5) {
-                last_report = Instant::now();
-                eprintln!("... read {}, delivered {}", read(), done());
-            }
-        }
-        let took = started.elapsed();
-        running.shutdown().await.unwrap();
-        took
-    });
+    let took_sluice = rt.block_on(common::time_route(
+        config,
+        (records / 2) as u64,
+        Duration::from_secs(600),
+    ));
     let took_native = native(&bootstrap, "in", "out-native", records);
 
     let rate = |d: Duration| records as f64 / d.as_secs_f64();

@@ -12,9 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -242,32 +244,5 @@ async fn run_sluice(bootstrap: &str, group: &str, sink: &str) -> Duration {
     let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
     // Build and compile the plugin before timing.
     sluice::runtime::load_plugins(&config).await.unwrap();
-    let running = sluice::runtime::start(config).await.unwrap();
-    let metrics = running.metrics.clone();
-    let read = || {
-        metrics
-            .value("sluice_source_records_total", &[("source", "in")])
-            .unwrap_or(0)
-    };
-    let done = || {
-        metrics
-            .value("sluice_sink_records_total", &[("sink", "out")])
-            .unwrap_or(0)
-    };
-    while read() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let started = Instant::now();
-    while done() < RECORDS as u64 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stalled: read {}, delivered {}",
-            read(),
-            done()
-        );
-    }
-    let took = started.elapsed();
-    running.shutdown().await.unwrap();
-    took
+    common::time_route(config, RECORDS as u64, Duration::from_secs(60)).await
 }
