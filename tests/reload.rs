@@ -361,3 +361,69 @@ async fn stamp_of_next(addr: std::net::SocketAddr, out: &Path, n: usize) -> Stri
     let lines = read_lines(out);
     headers(lines.last().unwrap())["stamp"].clone()
 }
+
+/// `sluice compile` on `input`, writing `output`.
+fn precompile(input: &Path, output: &Path, fuel: bool) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("compile").arg(input).arg("-o").arg(output);
+    if fuel {
+        cmd.arg("--fuel");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precompiled_components_load_and_hot_reload_only_when_allowed() {
+    let (a, b) = stamped_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_pre, b_pre, b_fuel) = (
+        dir.path().join("a.cwasm"),
+        dir.path().join("b.cwasm"),
+        dir.path().join("b-fuel.cwasm"),
+    );
+    precompile(&a, &a_pre, false);
+    precompile(&b, &b_pre, false);
+    precompile(&b, &b_fuel, true);
+    let live = dir.path().join("stamp.cwasm");
+    let out = dir.path().join("out.jsonl");
+    std::fs::copy(&a_pre, &live).unwrap();
+
+    // Native code is loaded only when the config says so.
+    let text = config(&live, &out);
+    let err = sluice::runtime::load_plugins(&common::config(&text, dir.path()))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("allow_precompiled"), "{err:#}");
+
+    let text = text.replace(
+        "[plugins.stamp]\n",
+        "[plugins.stamp]\nallow_precompiled = true\n",
+    );
+    let running = start(&text, dir.path()).await;
+    let addr = running.addr;
+    assert_eq!(stamp_of_next(addr, &out, 0).await, "a");
+
+    replace_file(&b_pre, &live);
+    wait_for(addr, "reloads", 1).await;
+    assert_eq!(stamp_of_next(addr, &out, 1).await, "b");
+
+    // Compiled for the fuel-counting engine: wasmtime refuses it here, and
+    // the old version keeps serving.
+    replace_file(&b_fuel, &live);
+    wait_for(addr, "reload_failures", 1).await;
+    let status = plugin_status(addr).await;
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("precompiled"),
+        "{status}"
+    );
+    assert_eq!(stamp_of_next(addr, &out, 2).await, "b");
+    running.shutdown().await.unwrap();
+}

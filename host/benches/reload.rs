@@ -3,13 +3,17 @@
 //!
 //!     cargo bench -p sluice --bench reload
 //!
-//! Builds the `stamp` fixture twice (as `a` and `b`), runs an `http` source
-//! → `stamp` → `blackhole` route, and posts batches of 100 records back to
-//! back, timing each request (answered once the sink has the batch). Then
-//! it replaces the live component 20 times (write beside, rename over),
-//! timing rename → swap (the slot's reload count rising on `/plugins`; the
-//! next batch of every stage runs the new version). The stall is the
-//! slowest request while swaps happen, next to the slowest without.
+//! Builds two fixtures twice each (as `a` and `b`): `stamp` (~190 KB) and
+//! `bulk` (~1 MB of generated, reachable code). For each, raw and
+//! precompiled (`sluice compile`, loaded with `allow_precompiled`), it runs
+//! an `http` source → plugin → `blackhole` route and posts batches of 100
+//! records back to back, timing each request (answered once the sink has
+//! the batch). Then it replaces the live component 20 times (write beside,
+//! rename over), each time a new file (new content hash, so nothing is
+//! cached), timing rename → swap (the slot's reload count rising on
+//! `/plugins`; the next batch of every stage runs the new version). The
+//! stall is the slowest request while swaps happen, next to the slowest
+//! without.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,7 +32,7 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn build_stamp(stamp: &str, out: &Path) -> PathBuf {
+fn build_fixture(package: &str, stamp: &str, out: &Path) -> PathBuf {
     let target = workspace().join("target").join("sluice-plugins");
     let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
         .current_dir(workspace())
@@ -38,7 +42,7 @@ fn build_stamp(stamp: &str, out: &Path) -> PathBuf {
             "--target",
             "wasm32-wasip2",
             "-p",
-            "fixture-stamp",
+            package,
         ])
         .arg("--target-dir")
         .arg(&target)
@@ -47,9 +51,11 @@ fn build_stamp(stamp: &str, out: &Path) -> PathBuf {
         .status()
         .unwrap();
     assert!(status.success());
-    let file = out.join(format!("{stamp}.wasm"));
+    let file = out.join(format!("{package}-{stamp}.wasm"));
     std::fs::copy(
-        target.join("wasm32-wasip2/release/fixture_stamp.wasm"),
+        target
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", package.replace('-', "_"))),
         &file,
     )
     .unwrap();
@@ -123,24 +129,52 @@ fn percentile_ms(v: &mut [Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let a = build_stamp("a", dir.path());
-    let b = build_stamp("b", dir.path());
-    let size = std::fs::metadata(&a).unwrap().len();
-    let live = dir.path().join("live.wasm");
-    std::fs::copy(&a, &live).unwrap();
+    for package in ["fixture-stamp", "fixture-bulk"] {
+        let a = build_fixture(package, "a", dir.path());
+        let b = build_fixture(package, "b", dir.path());
+        for precompiled in [false, true] {
+            scenario(dir.path(), package, [&a, &b], precompiled).await;
+        }
+    }
+}
+
+/// The 20 versions to swap in, as files to rename over the live one.
+fn versions(dir: &Path, [a, b]: [&Path; 2], precompiled: bool) -> Vec<PathBuf> {
+    let engine = sluice::wasm::WasmEngine::global().unwrap();
+    (0..20u64)
+        .map(|i| {
+            let raw = unique(if i % 2 == 0 { b } else { a }, i);
+            let bytes = if precompiled {
+                engine.precompile(&raw).unwrap()
+            } else {
+                raw
+            };
+            let file = dir.join(format!("version-{i}"));
+            std::fs::write(&file, bytes).unwrap();
+            file
+        })
+        .collect()
+}
+
+async fn scenario(dir: &Path, package: &str, [a, b]: [&Path; 2], precompiled: bool) {
+    let versions = versions(dir, [a, b], precompiled);
+    let size = std::fs::metadata(&versions[0]).unwrap().len();
+    let live = dir.join("live");
+    std::fs::copy(&versions[1], &live).unwrap();
     let text = format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
         [sources.in]
         type = "http"
-        [plugins.stamp]
+        [plugins.p]
         path = "{}"
+        allow_precompiled = {precompiled}
         [sinks.out]
         type = "blackhole"
         [routes.r]
         from = "in"
-        through = ["stamp"]
+        through = ["p"]
         to = ["out"]
         "#,
         live.display()
@@ -182,14 +216,13 @@ async fn main() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut to_serving = Vec::new();
-    for i in 0..20u64 {
-        let next = if i % 2 == 0 { &b } else { &a };
-        let tmp = dir.path().join("live.tmp");
-        std::fs::write(&tmp, unique(next, i)).unwrap();
+    for (i, version) in versions.iter().enumerate() {
+        let tmp = dir.join("live.tmp");
+        std::fs::copy(version, &tmp).unwrap();
         swapping.store(true, Ordering::Relaxed);
         let started = Instant::now();
         std::fs::rename(&tmp, &live).unwrap();
-        while reloads(addr).await < i + 1 {
+        while reloads(addr).await < i as u64 + 1 {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         to_serving.push(started.elapsed());
@@ -203,22 +236,23 @@ async fn main() {
     running.shutdown().await.unwrap();
     let mut calm = std::mem::take(&mut *calm.lock().unwrap());
     let mut during = std::mem::take(&mut *during.lock().unwrap());
-    println!("component: {size} bytes, raw (each reload a new content hash, so each compiles)");
+    let kind = if precompiled { "precompiled" } else { "raw" };
+    println!("{package}, {kind}: {size} bytes per version");
     println!(
-        "file replaced → new version serving: p50 {:.1} ms, max {:.1} ms over 20 swaps (includes the {} ms debounce)",
+        "  file replaced → new version serving: p50 {:.1} ms, max {:.1} ms over 20 swaps (includes the {} ms debounce)",
         percentile_ms(&mut to_serving.clone(), 0.5),
         max_ms(&to_serving),
         sluice::reload::DEBOUNCE.as_millis()
     );
     println!(
-        "ingest request of 100 records, no swap: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
+        "  ingest request of 100 records, no swap: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
         percentile_ms(&mut calm, 0.5),
         percentile_ms(&mut calm, 0.99),
         max_ms(&calm),
         calm.len()
     );
     println!(
-        "ingest request of 100 records, around swaps: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
+        "  ingest request of 100 records, around swaps: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
         percentile_ms(&mut during, 0.5),
         percentile_ms(&mut during, 0.99),
         max_ms(&during),

@@ -23,7 +23,8 @@
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`reload`]: plugin hot reload (file watch, debounce, load, swap).
-//! - [`runtime`]: starting everything from a config, and stopping it.
+//! - [`runtime`]: starting everything from a config, reloading it (only the
+//!   changed sources and their routes), and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
 pub mod config;

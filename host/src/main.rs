@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::config::Config;
-use sluice::runtime;
+use sluice::runtime::{self, watch};
+use sluice::wasm::WasmEngine;
 
 /// A stream router whose per-record logic runs as WebAssembly components.
 #[derive(Parser)]
@@ -18,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the routes in a config until SIGINT or SIGTERM.
+    /// Run the routes in a config until SIGINT or SIGTERM. SIGHUP, or a
+    /// change to the file, reloads the config.
     Run {
         /// The TOML config file.
         config: PathBuf,
@@ -28,6 +30,20 @@ enum Command {
     Dev {
         /// The TOML config file.
         config: PathBuf,
+    },
+    /// Compile a component ahead of time for this build of sluice, so it
+    /// loads (and hot-reloads) without compiling. Load the output with
+    /// `allow_precompiled = true`.
+    Compile {
+        /// The component (`.wasm`).
+        input: PathBuf,
+        /// Where to write it; default: the input with extension `.cwasm`.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// For a plugin with a `fuel` budget (it runs on the fuel-counting
+        /// engine, whose code differs).
+        #[arg(long)]
+        fuel: bool,
     },
     /// Validate a config and load every plugin in it, then exit.
     Check {
@@ -60,6 +76,11 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config, false).await,
             Command::Dev { config } => run(config, true).await,
             Command::Check { config } => check(config).await,
+            Command::Compile {
+                input,
+                output,
+                fuel,
+            } => compile(&input, output, fuel),
         }
     });
     match result {
@@ -74,17 +95,58 @@ fn main() -> ExitCode {
 async fn run(path: PathBuf, dev: bool) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     let addr = config.server.listen;
+    let watch_file = config.server.watch_config;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
-    let running = if dev {
+    let mut running = if dev {
         runtime::start_dev(config, listener).await
     } else {
         runtime::start_with_listener(config, listener).await
     }
     .with_context(|| format!("cannot start {}", path.display()))?;
-    wait_for_signal().await?;
+    let mut triggers = watch::config_triggers(&path, watch_file)?;
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            r = &mut stop => {
+                r?;
+                break;
+            }
+            Some(trigger) = triggers.recv() => {
+                tracing::info!(?trigger, file = %path.display(), "Reloading the config.");
+                match Config::load(&path) {
+                    // Errors are logged and counted by `reload`; the old
+                    // config keeps running.
+                    Ok(config) => { let _ = running.reload(config).await; }
+                    Err(e) => {
+                        running.metrics.counter("sluice_config_reload_failures_total", &[]).add(1);
+                        tracing::error!(error = %e, "Config reload failed; the running config is unchanged.");
+                    }
+                }
+            }
+        }
+    }
     running.shutdown().await
+}
+
+fn compile(input: &std::path::Path, output: Option<PathBuf>, fuel: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let engine = WasmEngine::for_fuel(fuel.then_some(1))?;
+    let compiled = engine
+        .precompile(&bytes)
+        .with_context(|| format!("cannot compile {}", input.display()))?;
+    let output = output.unwrap_or_else(|| input.with_extension("cwasm"));
+    std::fs::write(&output, &compiled)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!(
+        "{}: {} bytes (load with allow_precompiled = true{})",
+        output.display(),
+        compiled.len(),
+        if fuel { " and a fuel budget" } else { "" }
+    );
+    Ok(())
 }
 
 async fn check(path: PathBuf) -> anyhow::Result<()> {
@@ -109,7 +171,7 @@ async fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+async fn stop_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     tokio::select! {

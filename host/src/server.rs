@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,19 +37,46 @@ use crate::wasm::PluginSlot;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// What the server serves.
+/// What the server serves: the parts of the running config it exposes,
+/// replaced as a whole when the config is reloaded.
 #[derive(Debug, Clone, Default)]
-pub struct AppState {
+pub struct Served {
     /// `http` sources, by name.
     pub ingest: BTreeMap<String, Arc<IngestHandle>>,
     /// `sse` sinks, by name.
     pub sse: BTreeMap<String, Arc<SseHub>>,
     /// Routes, for `/health`.
     pub routes: Vec<RouteStatus>,
-    /// For `/metrics`.
-    pub metrics: Metrics,
     /// Plugins, for `/plugins`.
     pub plugins: BTreeMap<String, Arc<PluginSlot>>,
+}
+
+/// The server's state.
+#[derive(Debug, Default)]
+pub struct AppState {
+    /// For `/metrics`.
+    pub metrics: Metrics,
+    served: RwLock<Arc<Served>>,
+}
+
+impl AppState {
+    /// Serves `served`, with `metrics`.
+    pub fn new(metrics: Metrics, served: Served) -> Self {
+        Self {
+            metrics,
+            served: RwLock::new(Arc::new(served)),
+        }
+    }
+
+    /// Serves `served` from the next request on. Requests already running
+    /// (an open SSE connection) keep what they started with.
+    pub fn replace(&self, served: Served) {
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
+    }
+
+    fn served(&self) -> Arc<Served> {
+        Arc::clone(&self.served.read().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Serves `state` on `listener` until `shutdown` fires, then lets open
@@ -104,11 +131,12 @@ pub async fn serve(
 
 async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    let served = state.served();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["health"]) => health(state),
+        (&Method::GET, ["health"]) => health(&served),
         (&Method::GET, ["plugins"]) => {
-            let list: Vec<_> = state.plugins.values().map(|s| s.status()).collect();
+            let list: Vec<_> = served.plugins.values().map(|s| s.status()).collect();
             text(
                 StatusCode::OK,
                 "application/json",
@@ -120,14 +148,14 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
             "text/plain; version=0.0.4",
             state.metrics.render(),
         ),
-        (&Method::POST, ["ingest", source]) => match state.ingest.get(*source) {
+        (&Method::POST, ["ingest", source]) => match served.ingest.get(*source) {
             Some(handle) => ingest(req, handle).await,
             None => error(
                 StatusCode::NOT_FOUND,
                 &format!("no http source named `{source}`"),
             ),
         },
-        (&Method::GET, ["sse", sink]) => match state.sse.get(*sink) {
+        (&Method::GET, ["sse", sink]) => match served.sse.get(*sink) {
             Some(hub) => sse(&req, hub, shutdown).await,
             None => error(
                 StatusCode::NOT_FOUND,
@@ -144,9 +172,9 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     }
 }
 
-fn health(state: &AppState) -> Response<Body> {
+fn health(served: &Served) -> Response<Body> {
     let mut failed = false;
-    let routes: serde_json::Map<String, serde_json::Value> = state
+    let routes: serde_json::Map<String, serde_json::Value> = served
         .routes
         .iter()
         .map(|r| {

@@ -39,6 +39,11 @@ pub struct PluginConfig {
     /// times is a poison pill and goes to `on_error`.
     #[serde(default = "default_poison_attempts")]
     pub poison_attempts: usize,
+    /// Accept a precompiled component (`sluice compile`) at `path`: it loads
+    /// in milliseconds, but it is native code that is not checked the way a
+    /// `.wasm` is, so only turn this on for files you compiled yourself.
+    #[serde(default)]
+    pub allow_precompiled: bool,
     /// Tables the plugin may open (join plugins).
     #[serde(default)]
     pub tables: Vec<String>,

@@ -19,6 +19,10 @@ pub struct ServerConfig {
     /// Reload a plugin when its component file changes.
     #[serde(default = "default_hot_reload")]
     pub hot_reload: bool,
+    /// Reload the config when its file changes (`sluice run`; SIGHUP
+    /// always reloads).
+    #[serde(default = "default_hot_reload")]
+    pub watch_config: bool,
 }
 
 fn default_hot_reload() -> bool {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             shutdown_grace: default_grace(),
             hot_reload: default_hot_reload(),
+            watch_config: default_hot_reload(),
         }
     }
 }

@@ -188,79 +188,100 @@ pub struct SinkHandle {
     pub tx: mpsc::Sender<SinkBatch>,
 }
 
-/// Everything the sinks built from one config expose to the rest.
-pub struct BuiltSinks {
-    /// Inputs, by sink name.
-    pub handles: BTreeMap<String, SinkHandle>,
-    /// SSE hubs, by sink name, for the server.
-    pub hubs: BTreeMap<String, Arc<SseHub>>,
-    /// The sink tasks; they end when every handle is dropped.
-    pub tasks: Vec<JoinHandle<()>>,
+/// A started sink.
+#[derive(Debug)]
+pub struct BuiltSink {
+    /// Its input.
+    pub handle: SinkHandle,
+    /// Its hub, for an `sse` sink (the server serves connections from it).
+    pub hub: Option<Arc<SseHub>>,
+    /// The sink's task; it flushes and ends once every handle is dropped.
+    pub task: JoinHandle<()>,
 }
 
-/// Starts every sink in `config`.
+/// Starts the sinks in `config` that `only` accepts. If one cannot start,
+/// those already started are stopped again and the error names the sink.
 pub async fn build(
     config: &Config,
+    only: impl Fn(&str) -> bool,
     metrics: &Metrics,
     embedded: Option<&crate::kafka::EmbeddedKafka>,
-) -> anyhow::Result<BuiltSinks> {
-    use anyhow::Context;
-    let mut built = BuiltSinks {
-        handles: BTreeMap::new(),
-        hubs: BTreeMap::new(),
-        tasks: Vec::new(),
-    };
-    for (name, sink_config) in &config.sinks {
-        let sink: Box<dyn Sink> = match sink_config {
-            SinkConfig::Sse(c) => {
-                let hub = Arc::new(SseHub::new(name, c.clone(), metrics));
-                hub.start();
-                built.hubs.insert(name.clone(), Arc::clone(&hub));
-                match &c.redis {
-                    Some(r) => Box::new(
-                        sse_redis::RedisSseSink::new(name, hub, r)
-                            .with_context(|| format!("cannot create sinks.{name}"))?,
-                    ),
-                    None => Box::new(sse::SseSink::new(hub)),
-                }
+) -> anyhow::Result<BTreeMap<String, BuiltSink>> {
+    let mut built = BTreeMap::new();
+    for (name, sink_config) in config.sinks.iter().filter(|(n, _)| only(n)) {
+        match build_one(config, name, sink_config, metrics, embedded).await {
+            Ok(sink) => {
+                built.insert(name.clone(), sink);
             }
-            SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
-            SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
-            SinkConfig::Kafka(c) => Box::new(
-                kafka::KafkaSink::new(name, c, embedded)
-                    .with_context(|| format!("cannot create the producer of sinks.{name}"))?,
-            ),
-            SinkConfig::RedisStream(c) => Box::new(
-                redis_stream::RedisStreamSink::new(name, c)
-                    .with_context(|| format!("cannot create sinks.{name}"))?,
-            ),
-            SinkConfig::RedisHash(c) => Box::new(
-                redis_hash::RedisHashSink::new(name, c)
-                    .with_context(|| format!("cannot create sinks.{name}"))?,
-            ),
-            SinkConfig::File(c) => Box::new(
-                file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
-                    .await
-                    .with_context(|| format!("cannot open sinks.{name}.path"))?,
-            ),
-        };
-        let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE);
-        let counters = SinkCounters {
-            records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
-            errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
-        };
-        built
-            .tasks
-            .push(tokio::spawn(drive(name.clone(), sink, rx, counters)));
-        built.handles.insert(
-            name.clone(),
-            SinkHandle {
-                name: name.as_str().into(),
-                tx,
-            },
-        );
+            Err(e) => {
+                for sink in built.values() {
+                    if let Some(hub) = &sink.hub {
+                        hub.close();
+                    }
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(built)
+}
+
+async fn build_one(
+    config: &Config,
+    name: &str,
+    sink_config: &SinkConfig,
+    metrics: &Metrics,
+    embedded: Option<&crate::kafka::EmbeddedKafka>,
+) -> anyhow::Result<BuiltSink> {
+    use anyhow::Context;
+    let mut hub = None;
+    let sink: Box<dyn Sink> = match sink_config {
+        SinkConfig::Sse(c) => {
+            let sse = Arc::new(SseHub::new(name, c.clone(), metrics));
+            let sink: Box<dyn Sink> = match &c.redis {
+                Some(r) => Box::new(
+                    sse_redis::RedisSseSink::new(name, Arc::clone(&sse), r)
+                        .with_context(|| format!("cannot create sinks.{name}"))?,
+                ),
+                None => Box::new(sse::SseSink::new(Arc::clone(&sse))),
+            };
+            sse.start();
+            hub = Some(sse);
+            sink
+        }
+        SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
+        SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
+        SinkConfig::Kafka(c) => Box::new(
+            kafka::KafkaSink::new(name, c, embedded)
+                .with_context(|| format!("cannot create the producer of sinks.{name}"))?,
+        ),
+        SinkConfig::RedisStream(c) => Box::new(
+            redis_stream::RedisStreamSink::new(name, c)
+                .with_context(|| format!("cannot create sinks.{name}"))?,
+        ),
+        SinkConfig::RedisHash(c) => Box::new(
+            redis_hash::RedisHashSink::new(name, c)
+                .with_context(|| format!("cannot create sinks.{name}"))?,
+        ),
+        SinkConfig::File(c) => Box::new(
+            file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
+                .await
+                .with_context(|| format!("cannot open sinks.{name}.path"))?,
+        ),
+    };
+    let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE);
+    let counters = SinkCounters {
+        records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
+        errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
+    };
+    Ok(BuiltSink {
+        handle: SinkHandle {
+            name: name.into(),
+            tx,
+        },
+        hub,
+        task: tokio::spawn(drive(name.to_owned(), sink, rx, counters)),
+    })
 }
 
 struct SinkCounters {

@@ -6,7 +6,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config as EngineConfig, Engine};
+use wasmtime::{Config as EngineConfig, Engine, Precompiled};
 
 use super::WasmError;
 use super::bindings::PluginHost;
@@ -99,14 +99,53 @@ impl WasmEngine {
 
     /// Compiles `bytes` (a component), reusing an earlier compilation of the
     /// same bytes. Blocking and CPU-heavy: call from a blocking thread.
-    pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Component, WasmError> {
+    ///
+    /// When `allow_precompiled`, `bytes` may also be a component precompiled
+    /// for this engine (`sluice compile`), which is loaded as it is, without
+    /// compiling: milliseconds instead of the Cranelift compile.
+    pub fn compile(
+        &self,
+        hash: &str,
+        bytes: &[u8],
+        allow_precompiled: bool,
+    ) -> Result<Component, WasmError> {
         if let Some(c) = self.cache().get(hash) {
             return Ok(c.clone());
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        let component = match Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Component) if allow_precompiled => self.deserialize(bytes)?,
+            Some(_) => {
+                return Err(WasmError::Compile(
+                    "this is a precompiled component (native code, loaded unchecked); set `allow_precompiled = true` on the plugin to load it".into(),
+                ));
+            }
+            None => Component::new(&self.engine, bytes)
+                .map_err(|e| WasmError::Compile(format!("{e:#}")))?,
+        };
         self.cache().insert(hash.to_owned(), component.clone());
         Ok(component)
+    }
+
+    /// Compiles component `bytes` ahead of time for this engine (what
+    /// `sluice compile` writes).
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, WasmError> {
+        self.engine
+            .precompile_component(bytes)
+            .map_err(|e| WasmError::Compile(format!("{e:#}")))
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, bytes: &[u8]) -> Result<Component, WasmError> {
+        // SAFETY: `Component::deserialize` trusts `bytes` to be wasmtime's
+        // own output, since it maps them as executable code. Wasmtime checks
+        // the header (its version, the target, and that this engine's
+        // settings match), which rejects other builds and the other engine
+        // (fuel or not); it cannot check the code itself. Sluice only takes
+        // this path when the operator opted in with `allow_precompiled` for
+        // a file they produced with `sluice compile`, the same trust they
+        // give the `sluice` binary.
+        unsafe { Component::deserialize(&self.engine, bytes) }
+            .map_err(|e| WasmError::Compile(format!("cannot load precompiled component: {e:#}")))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {

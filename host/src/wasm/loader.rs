@@ -50,9 +50,11 @@ pub async fn load_plugin(
     };
     let name = name.to_owned();
     let tables = plugin.tables.clone();
+    let allow_precompiled = plugin.allow_precompiled;
     let plugin = tokio::task::spawn_blocking(move || {
         let hash = content_hash(&bytes);
-        let component = WasmEngine::for_fuel(limits.fuel)?.compile(&hash, &bytes)?;
+        let component =
+            WasmEngine::for_fuel(limits.fuel)?.compile(&hash, &bytes, allow_precompiled)?;
         let plugin = Arc::new(Plugin::new(
             &name,
             &component,

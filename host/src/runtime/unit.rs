@@ -1,0 +1,203 @@
+//! A unit: one source and the routes that read it, started and stopped
+//! together (see [`super::diff`] for why this is the unit of a reload).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, OnError};
+use crate::kafka::EmbeddedKafka;
+use crate::metrics::Metrics;
+use crate::pipeline::{Outputs, RouteStatus, StageSpec, route};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::sinks::{SinkHandle, SseHub};
+use crate::sources::generator::GeneratorSource;
+use crate::sources::http::HttpSource;
+use crate::sources::kafka::KafkaSource;
+use crate::sources::redis::RedisSource;
+use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
+use crate::wasm::{PluginSlot, PresenceCheck};
+
+/// What units are built from: the config and the running parts they use.
+pub(super) struct Parts<'a> {
+    pub config: &'a Config,
+    pub slots: &'a BTreeMap<String, Arc<PluginSlot>>,
+    pub sinks: &'a BTreeMap<String, SinkHandle>,
+    pub hubs: &'a BTreeMap<String, Arc<SseHub>>,
+    pub presence: &'a PresenceCheck,
+    pub metrics: &'a Metrics,
+    pub embedded: Option<&'a EmbeddedKafka>,
+}
+
+/// A running source and its routes.
+pub(super) struct Unit {
+    trigger: ShutdownTrigger,
+    source: Option<JoinHandle<()>>,
+    routes: Vec<JoinHandle<()>>,
+    /// The routes' states, for `/health`.
+    pub statuses: Vec<RouteStatus>,
+    /// The source's ingest endpoint, for an `http` source.
+    pub ingest: Option<Arc<IngestHandle>>,
+}
+
+/// Builds source `name` of `parts.config`, without starting it, to find a
+/// config its source rejects before anything is stopped for it.
+pub(super) fn check_source(name: &str, parts: &Parts<'_>) -> anyhow::Result<()> {
+    if let Some(SourceConfig::Kafka(c)) = parts.config.sources.get(name) {
+        KafkaSource::new(name, c.clone(), parts.embedded, parts.metrics)
+            .with_context(|| format!("sources.{name}"))?;
+    }
+    Ok(())
+}
+
+impl Unit {
+    /// Starts source `name` of `parts.config` and every route reading it.
+    pub fn start(name: &str, parts: &Parts<'_>) -> anyhow::Result<Self> {
+        let source_config = parts
+            .config
+            .sources
+            .get(name)
+            .with_context(|| format!("no source `{name}`"))?;
+        let mut inputs = Vec::new();
+        let mut routes = Vec::new();
+        let mut statuses = Vec::new();
+        for (route_name, route) in parts.config.routes.iter().filter(|(_, r)| r.from == name) {
+            let specs = stage_specs(route_name, &route.through, parts)?;
+            let dead = specs.iter().filter_map(|s| s.dead_letter.clone());
+            let outputs = Outputs::new(&route.to, dead, parts.sinks);
+            let demand = match &route.only_connected {
+                Some(sink) => Some(Arc::clone(parts.hubs.get(sink).with_context(|| {
+                    format!("routes.{route_name}.only_connected: no sse sink `{sink}`")
+                })?)),
+                None => None,
+            };
+            let (input, tasks) = route::start(
+                route_name,
+                &specs,
+                outputs,
+                (route.workers, route.queue),
+                demand,
+                parts.metrics,
+            );
+            statuses.push(input.status());
+            inputs.push(input);
+            routes.extend(tasks);
+        }
+
+        let output = SourceOutput::new(inputs);
+        let mut ingest = None;
+        let metrics = parts.metrics;
+        let source: Box<dyn Source> = match source_config {
+            SourceConfig::Generator(c) => Box::new(GeneratorSource::new(name, c.clone(), metrics)),
+            SourceConfig::Http(c) => {
+                let handle = IngestHandle::new(name, c, output.clone(), metrics);
+                ingest = Some(Arc::clone(&handle));
+                Box::new(HttpSource::new(handle))
+            }
+            SourceConfig::Kafka(c) => Box::new(
+                KafkaSource::new(name, c.clone(), parts.embedded, metrics)
+                    .with_context(|| format!("sources.{name}"))?,
+            ),
+            SourceConfig::Redis(c) => Box::new(RedisSource::new(name, c.clone(), metrics)),
+        };
+        let (trigger, stop) = shutdown::channel();
+        let task = tokio::spawn(run_source(name.to_owned(), source, output, stop));
+        Ok(Self {
+            trigger,
+            source: Some(task),
+            routes,
+            statuses,
+            ingest,
+        })
+    }
+
+    /// Tells the source to stop.
+    pub fn trigger(&self) {
+        self.trigger.trigger();
+    }
+
+    /// Stops the source, then waits until its routes have drained what they
+    /// hold (their sink batches are queued or delivered). Returns false if
+    /// that took longer than `grace`; the rest is then abandoned, and the
+    /// source redelivers what was not acknowledged from its position.
+    pub async fn stop(self, grace: Duration) -> bool {
+        self.trigger();
+        let aborts: Vec<_> = self
+            .source
+            .iter()
+            .chain(&self.routes)
+            .map(JoinHandle::abort_handle)
+            .collect();
+        let drain = async {
+            if let Some(source) = self.source {
+                let _ = source.await;
+            }
+            for route in self.routes {
+                let _ = route.await;
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_ok() {
+            return true;
+        }
+        for task in aborts {
+            task.abort();
+        }
+        false
+    }
+
+    /// Resolves when the source has finished by itself (a generator with a
+    /// `count`) or was stopped.
+    pub async fn source_finished(&mut self) {
+        if let Some(source) = self.source.take() {
+            let _ = source.await;
+        }
+    }
+
+    /// Waits for the routes to drain after [`Unit::trigger`] (at shutdown,
+    /// where the overall grace period bounds it).
+    pub async fn drain(mut self) {
+        self.source_finished().await;
+        for route in self.routes {
+            let _ = route.await;
+        }
+    }
+}
+
+async fn run_source(name: String, source: Box<dyn Source>, output: SourceOutput, stop: Shutdown) {
+    if let Err(e) = source.run(output, stop).await {
+        tracing::error!(source = %name, error = %format!("{e:#}"), "Source failed.");
+    }
+}
+
+fn stage_specs(
+    route: &str,
+    through: &[String],
+    parts: &Parts<'_>,
+) -> anyhow::Result<Vec<StageSpec>> {
+    through
+        .iter()
+        .map(|plugin_name| {
+            let plugin_config =
+                parts.config.plugins.get(plugin_name).with_context(|| {
+                    format!("routes.{route}.through: no plugin `{plugin_name}`")
+                })?;
+            let slot = parts
+                .slots
+                .get(plugin_name)
+                .with_context(|| format!("plugin `{plugin_name}` is not loaded"))?;
+            Ok(StageSpec {
+                plugin: Arc::clone(slot),
+                on_error: plugin_config.on_error,
+                dead_letter: match plugin_config.on_error {
+                    OnError::DeadLetter => plugin_config.dead_letter.clone(),
+                    _ => None,
+                },
+                presence: parts.presence.clone(),
+                poison_attempts: plugin_config.poison_attempts,
+            })
+        })
+        .collect()
+}
