@@ -185,7 +185,7 @@ fn main() {
         plugin: sluice::wasm::PluginSlot::fixed(Arc::clone(&p.plugin)),
         on_error: OnError::Drop,
         dead_letter: None,
-        presence: Default::default(),
+        imports: Default::default(),
         poison_attempts: 1,
     };
 

@@ -19,6 +19,7 @@
 //!   `file`, `stdout` and `blackhole`, and the sink driver.
 //! - [`kafka`]: the embedded broker and client settings Kafka parts share.
 //! - [`redis`]: reconnecting connections, entry ids and the entry ↔ record mapping Redis parts share.
+//! - [`tables`]: keyed tables for joins, loaded from Kafka topics or Redis.
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health and metrics.
 //! - [`metrics`]: counters and their Prometheus rendering.
@@ -39,5 +40,6 @@ pub mod server;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod tables;
 pub mod template;
 pub mod wasm;

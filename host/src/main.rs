@@ -99,13 +99,15 @@ async fn run(path: PathBuf, dev: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+    // Watch before starting: a change (or SIGHUP) while starting is then
+    // applied right after, not missed (or, for SIGHUP, fatal).
+    let mut triggers = watch::config_triggers(&path, watch_file)?;
     let mut running = if dev {
         runtime::start_dev(config, listener).await
     } else {
         runtime::start_with_listener(config, listener).await
     }
     .with_context(|| format!("cannot start {}", path.display()))?;
-    let mut triggers = watch::config_triggers(&path, watch_file)?;
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {

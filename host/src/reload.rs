@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, PluginSource};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::wasm::{PluginSlot, load_plugin};
+use crate::wasm::{HostImports, PluginSlot, load_plugin_with};
 
 /// How long a changed file must stay quiet before it is loaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -139,7 +139,7 @@ pub fn spawn_dev(
 pub fn spawn(
     config: Arc<Config>,
     slots: BTreeMap<String, Arc<PluginSlot>>,
-    metrics: Metrics,
+    (metrics, imports): (Metrics, HostImports),
     shutdown: Shutdown,
 ) {
     let mut by_file: HashMap<PathBuf, Vec<String>> = HashMap::new();
@@ -192,7 +192,7 @@ pub fn spawn(
     tokio::spawn(async move {
         // The watcher lives as long as the loop.
         let _watcher = watcher;
-        reload_loop(config, slots, by_file, rx, metrics, shutdown).await;
+        reload_loop(config, slots, by_file, rx, (metrics, imports), shutdown).await;
     });
 }
 
@@ -201,7 +201,7 @@ async fn reload_loop(
     slots: BTreeMap<String, Arc<PluginSlot>>,
     by_file: HashMap<PathBuf, Vec<String>>,
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
-    metrics: Metrics,
+    (metrics, imports): (Metrics, HostImports),
     mut shutdown: Shutdown,
 ) {
     let reloads = |name: &str| metrics.counter("sluice_plugin_reloads_total", &[("plugin", name)]);
@@ -240,7 +240,7 @@ async fn reload_loop(
                 plugin_config.path = Some(slot.status().file);
             }
             let started = std::time::Instant::now();
-            match load_plugin(&config, name, &plugin_config).await {
+            match load_plugin_with(&config, name, &plugin_config, imports.clone()).await {
                 Ok(loaded) if loaded.plugin.hash == slot.status().version => {
                     tracing::debug!(plugin = %name, "Plugin file touched but unchanged.");
                 }

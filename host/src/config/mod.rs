@@ -28,6 +28,7 @@ pub use values::{ByteSize, HumanDuration};
 
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
+use crate::tables::TableConfig;
 
 /// A whole, validated config.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// `[routes.NAME]`.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// `[tables.NAME]`.
+    pub tables: BTreeMap<String, TableConfig>,
 }
 
 /// Everything wrong with a config, found in one pass.
@@ -116,6 +119,7 @@ impl Config {
             plugins: BTreeMap::new(),
             sinks: BTreeMap::new(),
             routes: BTreeMap::new(),
+            tables: BTreeMap::new(),
         };
         for (key, value) in table {
             match key.as_str() {
@@ -132,8 +136,11 @@ impl Config {
                 }
                 "plugins" => config.plugins = section(&key, value, &mut problems, typed),
                 "routes" => config.routes = section(&key, value, &mut problems, typed),
+                "tables" => {
+                    config.tables = section(&key, value, &mut problems, TableConfig::from_toml)
+                }
                 other => problems.push(format!(
-                    "{other}: unknown section; expected server, sources, plugins, sinks or routes"
+                    "{other}: unknown section; expected server, sources, plugins, sinks, routes or tables"
                 )),
             }
         }

@@ -48,6 +48,19 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
         if plugin.timeout.0.is_zero() {
             problems.push(format!("{at}.timeout: must be more than zero"));
         }
+        for (i, table) in plugin.tables.iter().enumerate() {
+            if !config.tables.contains_key(table) {
+                problems.push(format!(
+                    "{at}.tables[{i}]: no table named `{table}` (tables: {})",
+                    config
+                        .tables
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
     }
     if config.routes.is_empty() {
         problems.push("routes: no routes; add at least one [routes.NAME]".into());
@@ -141,6 +154,9 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
                 problems.push(format!("{at}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"));
             }
         }
+    }
+    for (name, table) in &config.tables {
+        problems.extend(table.problems(&format!("tables.{name}")));
     }
     for (name, sink) in &config.sinks {
         if let SinkConfig::Sse(sse) = sink

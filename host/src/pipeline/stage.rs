@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::OnError;
 use crate::metrics::{Counter, Metrics};
 use crate::record::{FlatBatch, Record};
-use crate::wasm::{Instance, Plugin, PluginKind, PluginSlot, PresenceCheck, WasmError};
+use crate::wasm::{HostImports, Instance, Plugin, PluginKind, PluginSlot, WasmError};
 use sluice_sdk::{FilterOutcome, TransformOutcome};
 
 use super::bisect::{self, MAX_FAILED_CALLS, Outcome};
@@ -43,8 +43,8 @@ pub struct StageSpec {
     pub on_error: OnError,
     /// The sink for `on_error = "dead_letter"`.
     pub dead_letter: Option<String>,
-    /// What the plugin's `presence` import answers.
-    pub presence: PresenceCheck,
+    /// What the plugin's `presence` and `tables` imports answer from.
+    pub imports: HostImports,
     /// How many times a record must fail alone to count as poison.
     pub poison_attempts: usize,
 }
@@ -213,7 +213,7 @@ impl Stage {
         if self.instance.is_none() {
             let instance = self
                 .plugin
-                .instantiate(Arc::clone(&self.label), self.spec.presence.clone())?;
+                .instantiate(Arc::clone(&self.label), self.spec.imports.clone())?;
             self.instance = Some(instance);
         }
         self.instance

@@ -87,6 +87,13 @@ impl Changes {
             }
         }
 
+        let tables: BTreeSet<String> = changed(&old.tables, &new.tables)
+            .into_iter()
+            .chain(changed(&new.tables, &old.tables))
+            .collect();
+        for name in tables {
+            c.need_restart.push(format!("tables.{name}"));
+        }
         if old.server.listen != new.server.listen {
             c.need_restart.push(format!(
                 "server.listen ({} → {})",

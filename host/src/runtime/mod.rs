@@ -34,7 +34,8 @@ use crate::server::{self, AppState, Served};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::sinks::{self, BuiltSink, SinkHandle, SseHub};
 use crate::sources::SourceConfig;
-use crate::wasm::{LoadedPlugin, PluginSlot, PresenceCheck, load_plugin};
+use crate::tables::{self, RunningTables, TableConfig};
+use crate::wasm::{HostImports, LoadedPlugin, PluginSlot, PresenceCheck, load_plugin_with};
 
 pub use diff::Changes;
 use unit::{Parts, Unit};
@@ -52,7 +53,9 @@ pub struct Running {
     units: BTreeMap<String, Unit>,
     /// SSE hubs the plugins' `presence` import asks.
     presence_hubs: Arc<RwLock<Vec<Arc<SseHub>>>>,
-    presence: PresenceCheck,
+    /// What plugins' host imports answer from.
+    imports: HostImports,
+    tables: RunningTables,
     state: Arc<AppState>,
     /// Stops the server.
     trigger: ShutdownTrigger,
@@ -104,11 +107,23 @@ impl fmt::Display for ReloadReport {
 }
 
 /// Loads every plugin in `config`, reporting all that fail at once.
+/// Declared tables are there, empty, so join plugins can open them.
 pub async fn load_plugins(config: &Config) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
+    let imports = HostImports {
+        tables: tables::Tables::unloaded(config.tables.keys()),
+        ..HostImports::default()
+    };
+    load_all(config, &imports).await
+}
+
+async fn load_all(
+    config: &Config,
+    imports: &HostImports,
+) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
     let mut loaded = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, plugin) in &config.plugins {
-        match load_plugin(config, name, plugin).await {
+        match load_plugin_with(config, name, plugin, imports.clone()).await {
             Ok(p) => {
                 tracing::info!(plugin = %name, kind = %p.plugin.kind, version = %p.plugin.hash, file = %p.file.display(), "Plugin loaded.");
                 loaded.insert(name.clone(), p);
@@ -144,14 +159,9 @@ pub async fn start_dev(config: Config, listener: TcpListener) -> anyhow::Result<
 
 async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
-    let plugins = load_plugins(&config).await?;
-    let slots: BTreeMap<String, Arc<PluginSlot>> = plugins
-        .iter()
-        .map(|(name, loaded)| (name.clone(), PluginSlot::new(loaded)))
-        .collect();
+    let (trigger, shutdown) = shutdown::channel();
     let embedded = ensure_embedded(&config, None)?;
-    let sinks = sinks::build(&config, |_| true, &metrics, embedded.as_ref()).await?;
-
+    let tables = tables::start(&config.tables, &metrics, embedded.as_ref(), &shutdown)?;
     // The plugins' `presence` import: connected to any SSE sink.
     let presence_hubs = Arc::new(RwLock::new(Vec::new()));
     let presence = {
@@ -161,10 +171,19 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
             hubs.iter().any(|h| h.is_connected(client))
         })
     };
+    let imports = HostImports {
+        presence,
+        tables: tables.tables.clone(),
+    };
+    let plugins = load_all(&config, &imports).await?;
+    let slots: BTreeMap<String, Arc<PluginSlot>> = plugins
+        .iter()
+        .map(|(name, loaded)| (name.clone(), PluginSlot::new(loaded)))
+        .collect();
+    let sinks = sinks::build(&config, |_| true, &metrics, embedded.as_ref()).await?;
     let addr = listener
         .local_addr()
         .context("cannot read the listener's address")?;
-    let (trigger, shutdown) = shutdown::channel();
     let state = Arc::new(AppState::new(metrics.clone(), Served::default()));
     let mut running = Running {
         addr,
@@ -175,7 +194,8 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
         sinks,
         units: BTreeMap::new(),
         presence_hubs,
-        presence,
+        imports,
+        tables,
         state: Arc::clone(&state),
         trigger,
         watchers: shutdown::channel().0,
@@ -212,6 +232,14 @@ fn ensure_embedded(
         {
             wanted = true;
             topics.extend(k.topics.iter().filter(|t| !t.starts_with('^')).cloned());
+        }
+    }
+    for table in config.tables.values() {
+        if let TableConfig::Kafka(k) = table
+            && k.bootstrap_servers == EMBEDDED
+        {
+            wanted = true;
+            topics.push(k.topic.clone());
         }
     }
     for sink in config.sinks.values() {
@@ -331,7 +359,7 @@ impl Running {
             let Some(plugin) = new.plugins.get(name) else {
                 continue;
             };
-            match load_plugin(&new, name, plugin).await {
+            match load_plugin_with(&new, name, plugin, self.imports.clone()).await {
                 Ok(p) => {
                     loaded.insert(name.clone(), PluginSlot::new(&p));
                 }
@@ -357,7 +385,7 @@ impl Running {
                 slots: &loaded,
                 sinks: &handles,
                 hubs: &hubs,
-                presence: &self.presence,
+                imports: &self.imports,
                 metrics: &self.metrics,
                 embedded: embedded.as_ref().or(self.embedded.as_ref()),
             };
@@ -436,7 +464,7 @@ impl Running {
             slots: &self.slots,
             sinks: &handles,
             hubs: &hubs,
-            presence: &self.presence,
+            imports: &self.imports,
             metrics: &self.metrics,
             embedded: self.embedded.as_ref(),
         };
@@ -488,7 +516,12 @@ impl Running {
             crate::reload::spawn_dev(Arc::clone(&config), self.slots.clone(), stop.clone());
         }
         if self.config.server.hot_reload || self.dev {
-            crate::reload::spawn(config, self.slots.clone(), self.metrics.clone(), stop);
+            crate::reload::spawn(
+                config,
+                self.slots.clone(),
+                (self.metrics.clone(), self.imports.clone()),
+                stop,
+            );
         }
     }
 
@@ -510,6 +543,7 @@ impl Running {
         self.watchers.trigger();
         let units = self.units;
         let sinks = self.sinks;
+        let table_tasks = self.tables.tasks;
         let server = self.server;
         let embedded = self.embedded;
         let drain = async move {
@@ -525,6 +559,9 @@ impl Running {
                 hubs.extend(sink.hub);
             }
             close_hubs(&hubs);
+            for task in table_tasks {
+                let _ = task.await;
+            }
             let _ = server.await;
             // Last: sources have committed and sinks flushed through it.
             drop(embedded);

@@ -19,7 +19,8 @@ use crate::sources::http::HttpSource;
 use crate::sources::kafka::KafkaSource;
 use crate::sources::redis::RedisSource;
 use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
-use crate::wasm::{PluginSlot, PresenceCheck};
+use crate::tables::Table;
+use crate::wasm::{HostImports, PluginSlot};
 
 /// What units are built from: the config and the running parts they use.
 pub(super) struct Parts<'a> {
@@ -27,7 +28,7 @@ pub(super) struct Parts<'a> {
     pub slots: &'a BTreeMap<String, Arc<PluginSlot>>,
     pub sinks: &'a BTreeMap<String, SinkHandle>,
     pub hubs: &'a BTreeMap<String, Arc<SseHub>>,
-    pub presence: &'a PresenceCheck,
+    pub imports: &'a HostImports,
     pub metrics: &'a Metrics,
     pub embedded: Option<&'a EmbeddedKafka>,
 }
@@ -88,12 +89,18 @@ impl Unit {
         }
 
         let output = SourceOutput::new(inputs);
+        let tables = tables_used(name, parts);
         let mut ingest = None;
         let metrics = parts.metrics;
         let source: Box<dyn Source> = match source_config {
             SourceConfig::Generator(c) => Box::new(GeneratorSource::new(name, c.clone(), metrics)),
             SourceConfig::Http(c) => {
-                let handle = IngestHandle::new(name, c, output.clone(), metrics);
+                let handle = IngestHandle::new(name, c, metrics);
+                // Open at once unless a table must load first (the source
+                // task opens it then), so requests right after start work.
+                if tables.iter().all(|t| t.is_ready()) {
+                    handle.open(output.clone());
+                }
                 ingest = Some(Arc::clone(&handle));
                 Box::new(HttpSource::new(handle))
             }
@@ -104,7 +111,7 @@ impl Unit {
             SourceConfig::Redis(c) => Box::new(RedisSource::new(name, c.clone(), metrics)),
         };
         let (trigger, stop) = shutdown::channel();
-        let task = tokio::spawn(run_source(name.to_owned(), source, output, stop));
+        let task = tokio::spawn(run_source(name.to_owned(), source, output, tables, stop));
         Ok(Self {
             trigger,
             source: Some(task),
@@ -166,7 +173,43 @@ impl Unit {
     }
 }
 
-async fn run_source(name: String, source: Box<dyn Source>, output: SourceOutput, stop: Shutdown) {
+/// The tables the plugins of source `name`'s routes read.
+fn tables_used(name: &str, parts: &Parts<'_>) -> Vec<Arc<Table>> {
+    let config = parts.config;
+    let mut names: Vec<&String> = config
+        .routes
+        .values()
+        .filter(|r| r.from == name)
+        .flat_map(|r| &r.through)
+        .filter_map(|p| config.plugins.get(p))
+        .flat_map(|p| &p.tables)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|t| parts.imports.tables.get(t).cloned())
+        .collect()
+}
+
+/// Runs `source` once every table its routes join with has caught up, so
+/// no join misses a key because the table was still loading.
+async fn run_source(
+    name: String,
+    source: Box<dyn Source>,
+    output: SourceOutput,
+    tables: Vec<Arc<Table>>,
+    mut stop: Shutdown,
+) {
+    for table in &tables {
+        if !table.is_ready() {
+            tracing::info!(source = %name, table = %table.name(), "Waiting for the table to load before reading.");
+            tokio::select! {
+                _ = table.wait_ready() => {}
+                _ = stop.recv() => return,
+            }
+        }
+    }
     if let Err(e) = source.run(output, stop).await {
         tracing::error!(source = %name, error = %format!("{e:#}"), "Source failed.");
     }
@@ -195,7 +238,7 @@ fn stage_specs(
                     OnError::DeadLetter => plugin_config.dead_letter.clone(),
                     _ => None,
                 },
-                presence: parts.presence.clone(),
+                imports: parts.imports.clone(),
                 poison_attempts: plugin_config.poison_attempts,
             })
         })

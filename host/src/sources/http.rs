@@ -52,8 +52,11 @@ pub enum IngestError {
     /// The body is over `max_body`.
     #[error("body is larger than max_body ({0} bytes)")]
     TooLarge(u64),
-    /// Sluice is shutting down.
-    #[error("source `{0}` is shutting down")]
+    /// The source is not open: starting (waiting for a table it joins
+    /// with to load), restarting for a config reload, or shutting down.
+    #[error(
+        "source `{0}` is not accepting records now (starting, waiting for a table to load, or stopping); retry"
+    )]
     Unavailable(String),
     /// A route or sink failed to deliver the records.
     #[error("delivery failed: {0}")]
@@ -88,15 +91,10 @@ impl std::fmt::Debug for IngestHandle {
 }
 
 impl IngestHandle {
-    pub(crate) fn new(
-        name: &str,
-        config: &HttpConfig,
-        output: SourceOutput,
-        metrics: &Metrics,
-    ) -> Arc<Self> {
+    pub(crate) fn new(name: &str, config: &HttpConfig, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
-            output: RwLock::new(Some(output)),
+            output: RwLock::new(None),
             next: AtomicU64::new(0),
             max_body: config.max_body.0,
             records: metrics.counter("sluice_source_records_total", &[("source", name)]),
@@ -143,6 +141,10 @@ impl IngestHandle {
             Ok(Err(e)) => Err(IngestError::Failed(e)),
             Err(_) => Err(IngestError::Failed("acknowledgement lost".into())),
         }
+    }
+
+    pub(crate) fn open(&self, output: SourceOutput) {
+        *self.output.write().unwrap_or_else(|p| p.into_inner()) = Some(output);
     }
 
     fn close(&self) {
@@ -290,13 +292,11 @@ impl HttpSource {
 
 #[async_trait]
 impl Source for HttpSource {
-    async fn run(
-        self: Box<Self>,
-        _out: SourceOutput,
-        mut shutdown: Shutdown,
-    ) -> anyhow::Result<()> {
-        // Requests feed the routes through the handle; this task only
-        // closes the door at shutdown so the routes can drain.
+    async fn run(self: Box<Self>, out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        // Requests feed the routes through the handle, from when the
+        // source runs (so after the tables its routes join with have
+        // loaded) until shutdown, when the door closes so routes can drain.
+        self.handle.open(out);
         shutdown.recv().await;
         self.handle.close();
         Ok(())

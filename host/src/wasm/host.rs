@@ -13,6 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{log, presence, tables, types};
+use crate::tables::{Table, Tables};
 
 /// Who an instance is, for its log lines.
 #[derive(Debug, Clone)]
@@ -33,8 +34,18 @@ pub struct StoreState {
     allowed_tables: Arc<[String]>,
     /// The last lines the plugin wrote to stderr (a panic message, usually).
     pub(crate) stderr_tail: OutputTail,
+    /// What the `presence` and `tables` imports read.
+    imports: HostImports,
+}
+
+/// What a stage's host imports answer from: connections for `presence`,
+/// the running tables for `tables`. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct HostImports {
     /// Answers the `presence` import.
-    presence: PresenceCheck,
+    pub presence: PresenceCheck,
+    /// The tables `tables.open` finds (only those the plugin declares).
+    pub tables: Tables,
 }
 
 /// Answers "is this client connected to an SSE sink" for the `presence`
@@ -68,7 +79,7 @@ impl std::fmt::Debug for PresenceCheck {
 
 impl presence::Host for StoreState {
     fn connected(&mut self, client: String) -> WasmResult<bool> {
-        Ok(self.presence.connected(&client))
+        Ok(self.imports.presence.connected(&client))
     }
 }
 
@@ -79,7 +90,7 @@ impl StoreState {
         label: InstanceLabel,
         max_memory: usize,
         allowed_tables: Arc<[String]>,
-        presence: PresenceCheck,
+        imports: HostImports,
     ) -> Self {
         let stderr_tail = OutputTail::default();
         let wasi = WasiCtx::builder()
@@ -104,7 +115,7 @@ impl StoreState {
             label,
             allowed_tables,
             stderr_tail,
-            presence,
+            imports,
         }
     }
 }
@@ -134,10 +145,7 @@ impl log::Host for StoreState {
 
 /// A table a plugin has opened.
 #[derive(Debug)]
-pub struct OpenTable {
-    #[allow(dead_code)]
-    name: String,
-}
+pub struct OpenTable(Arc<Table>);
 
 impl tables::Host for StoreState {}
 
@@ -154,15 +162,16 @@ impl tables::HostTable for StoreState {
                 self.label.plugin, self.label.plugin
             ))));
         }
-        // Tables are materialised by a later part of Sluice; until a stage
-        // can declare one, nothing reaches this point.
-        Ok(Err(tables::TableError::Unavailable(format!(
-            "table `{name}` is not loaded"
-        ))))
+        match self.imports.tables.get(&name) {
+            Some(table) => Ok(Ok(self.table.push(OpenTable(Arc::clone(table)))?)),
+            None => Ok(Err(tables::TableError::Unavailable(format!(
+                "table `{name}` is not running"
+            )))),
+        }
     }
 
-    fn get(&mut self, _table: Resource<OpenTable>, _key: Vec<u8>) -> WasmResult<Option<Vec<u8>>> {
-        Ok(None)
+    fn get(&mut self, table: Resource<OpenTable>, key: Vec<u8>) -> WasmResult<Option<Vec<u8>>> {
+        Ok(self.table.get(&table)?.0.get(&key))
     }
 
     fn drop(&mut self, table: Resource<OpenTable>) -> WasmResult<()> {

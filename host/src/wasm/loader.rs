@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use super::WasmError;
 use super::engine::{WasmEngine, content_hash};
+use super::host::HostImports;
 use super::plugin::{Limits, Plugin};
 use crate::config::{Config, PluginConfig, PluginSource};
 
@@ -28,6 +29,17 @@ pub async fn load_plugin(
     config: &Config,
     name: &str,
     plugin: &PluginConfig,
+) -> Result<LoadedPlugin, WasmError> {
+    load_plugin_with(config, name, plugin, HostImports::default()).await
+}
+
+/// [`load_plugin`], with the imports the check instance sees (the running
+/// tables, so a join plugin's `init` can open them).
+pub async fn load_plugin_with(
+    config: &Config,
+    name: &str,
+    plugin: &PluginConfig,
+    imports: HostImports,
 ) -> Result<LoadedPlugin, WasmError> {
     let file = match plugin.source() {
         Some(PluginSource::File(p)) => config.resolve(&p),
@@ -63,7 +75,7 @@ pub async fn load_plugin(
             config_json,
             tables,
         )?);
-        plugin.instantiate(format!("{name}/check").into(), Default::default())?;
+        plugin.instantiate(format!("{name}/check").into(), imports)?;
         Ok::<_, WasmError>(plugin)
     })
     .await

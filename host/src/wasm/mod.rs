@@ -9,8 +9,8 @@ mod plugin;
 mod slot;
 
 pub use engine::{WasmEngine, content_hash};
-pub use host::PresenceCheck;
-pub use loader::{LoadedPlugin, build_crate, load_plugin};
+pub use host::{HostImports, PresenceCheck};
+pub use loader::{LoadedPlugin, build_crate, load_plugin, load_plugin_with};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
 

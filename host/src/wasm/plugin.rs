@@ -10,7 +10,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::WasmError;
 use super::bindings::{filter_api, transform_api, types};
 use super::engine::WasmEngine;
-use super::host::{InstanceLabel, PresenceCheck, StoreState};
+use super::host::{HostImports, InstanceLabel, StoreState};
 use crate::record::{FlatBatch, Origin};
 use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
 
@@ -118,7 +118,7 @@ impl Plugin {
     pub fn instantiate(
         self: &Arc<Self>,
         stage: Arc<str>,
-        presence: PresenceCheck,
+        imports: HostImports,
     ) -> Result<Instance, WasmError> {
         let engine = WasmEngine::for_fuel(self.limits.fuel)?;
         let label = InstanceLabel {
@@ -129,7 +129,7 @@ impl Plugin {
             label,
             self.limits.max_memory,
             Arc::clone(&self.tables),
-            presence,
+            imports,
         );
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

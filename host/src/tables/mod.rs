@@ -1,0 +1,251 @@
+//! Tables: keyed data kept in memory for join plugins, materialized from a
+//! compacted Kafka topic or from Redis, and kept up to date while Sluice
+//! runs.
+//!
+//! - [`Table`]: one table's entries, its readiness and its metrics.
+//! - [`Tables`]: every table of a config, by name, started together.
+//! - [`kafka`] and [`redis`]: the loaders that fill a table and follow
+//!   its source.
+//!
+//! A table is *ready* once it has caught up to the end of its source as
+//! it was when loading began (every partition's end offset for Kafka; the
+//! first full read for Redis). Routes whose plugins declare a table start
+//! reading their source only when it is ready, so no join misses because
+//! the table was still loading.
+
+pub mod kafka;
+pub mod redis;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config;
+use crate::kafka::EmbeddedKafka;
+use crate::metrics::{Gauge, Metrics};
+use crate::shutdown::Shutdown;
+
+pub use kafka::KafkaTableConfig;
+pub use redis::RedisTableConfig;
+
+/// `[tables.NAME]`: one variant per `type`.
+#[derive(Debug, Clone)]
+pub enum TableConfig {
+    /// `type = "kafka"`: last value per key of a (compacted) topic.
+    Kafka(KafkaTableConfig),
+    /// `type = "redis"`: a hash's fields, or the keys matching a pattern.
+    Redis(RedisTableConfig),
+}
+
+impl TableConfig {
+    const KINDS: &'static [&'static str] = &["kafka", "redis"];
+
+    pub(crate) fn from_toml(
+        path: &str,
+        value: toml::Value,
+        problems: &mut Vec<String>,
+    ) -> Option<Self> {
+        config::tagged(
+            path,
+            value,
+            problems,
+            Self::KINDS,
+            |kind, path, v, problems| match kind {
+                "kafka" => config::item(path, v, problems).map(Self::Kafka),
+                _ => config::item(path, v, problems).map(Self::Redis),
+            },
+        )
+    }
+
+    /// Problems no single key shows.
+    pub(crate) fn problems(&self, at: &str) -> Vec<String> {
+        match self {
+            Self::Kafka(k) => k.problems(at),
+            Self::Redis(r) => r.problems(at),
+        }
+    }
+}
+
+/// Keys and values, as bytes.
+type Entries = HashMap<Box<[u8]>, Box<[u8]>>;
+
+/// One table: its entries, whether it has caught up, and its metrics.
+pub struct Table {
+    name: String,
+    entries: RwLock<Entries>,
+    ready: watch::Sender<bool>,
+    size: Gauge,
+    lag: Gauge,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("name", &self.name)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Table {
+    /// An empty table that is not ready.
+    pub fn new(name: &str, metrics: &Metrics) -> Self {
+        Self {
+            name: name.to_owned(),
+            entries: RwLock::new(HashMap::new()),
+            ready: watch::channel(false).0,
+            size: metrics.gauge("sluice_table_keys", &[("table", name)]),
+            lag: metrics.gauge("sluice_table_lag", &[("table", name)]),
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.read().get(key).map(|v| v.to_vec())
+    }
+
+    /// How many keys the table holds.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the table holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the table has caught up with its source.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the table has caught up with its source.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// Applies updates: `Some(value)` sets a key, `None` deletes it.
+    pub(crate) fn apply<'a>(
+        &self,
+        updates: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) {
+        let mut entries = self.write();
+        for (key, value) in updates {
+            match value {
+                Some(v) => {
+                    entries.insert(key.into(), v.into());
+                }
+                None => {
+                    entries.remove(key);
+                }
+            }
+        }
+        self.size.set(entries.len() as i64);
+    }
+
+    /// Replaces every entry (a full read of the source).
+    pub(crate) fn replace(&self, entries: Entries) {
+        let len = entries.len();
+        *self.write() = entries;
+        self.size.set(len as i64);
+    }
+
+    /// Marks the table caught up (once; logged).
+    pub(crate) fn set_ready(&self) {
+        if !self.is_ready() {
+            tracing::info!(table = %self.name, keys = self.len(), "Table loaded; routes that join with it may start.");
+            self.ready.send_replace(true);
+        }
+    }
+
+    /// Records how far behind its source the table is.
+    pub(crate) fn set_lag(&self, lag: i64) {
+        self.lag.set(lag.max(0));
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every table of a running config, by name. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Tables(Arc<BTreeMap<String, Arc<Table>>>);
+
+impl Tables {
+    /// Empty, never-loaded tables of these names: what `sluice check` and
+    /// benchmarks give plugins, so a join plugin's `init` can open them.
+    pub fn unloaded<'a>(names: impl IntoIterator<Item = &'a String>) -> Self {
+        let metrics = Metrics::new();
+        Self(Arc::new(
+            names
+                .into_iter()
+                .map(|n| (n.clone(), Arc::new(Table::new(n, &metrics))))
+                .collect(),
+        ))
+    }
+
+    /// The table called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Table>> {
+        self.0.get(name)
+    }
+
+    /// Every table, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Table>)> {
+        self.0.iter()
+    }
+}
+
+/// Running tables and their loader tasks.
+#[derive(Debug, Default)]
+pub struct RunningTables {
+    /// The tables.
+    pub tables: Tables,
+    /// The loaders; they end at shutdown.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a loader for every table in `configs`.
+pub fn start(
+    configs: &BTreeMap<String, TableConfig>,
+    metrics: &Metrics,
+    embedded: Option<&EmbeddedKafka>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RunningTables> {
+    use anyhow::Context;
+    let mut tables = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for (name, config) in configs {
+        let table = Arc::new(Table::new(name, metrics));
+        let task = match config {
+            TableConfig::Kafka(c) => {
+                let loader = kafka::KafkaLoader::new(Arc::clone(&table), c, embedded)
+                    .with_context(|| format!("tables.{name}"))?;
+                tokio::spawn(loader.run(shutdown.clone()))
+            }
+            TableConfig::Redis(c) => {
+                let loader = redis::RedisLoader::new(Arc::clone(&table), c)
+                    .with_context(|| format!("tables.{name}"))?;
+                tokio::spawn(loader.run(shutdown.clone()))
+            }
+        };
+        tables.insert(name.clone(), table);
+        tasks.push(task);
+    }
+    Ok(RunningTables {
+        tables: Tables(Arc::new(tables)),
+        tasks,
+    })
+}
