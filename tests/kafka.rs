@@ -320,21 +320,6 @@ async fn two_processes_share_a_group_and_the_survivor_takes_over() {
     );
 }
 
-/// Like [`eventually`], for a check that is itself async (and may act).
-async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-    }
-    false
-}
-
 /// `examples/kafka-fanout.toml`, end to end on its embedded broker: orders of
 /// known clients go to the topic of their region, others are dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,21 +142,6 @@ async fn wait_keys(addr: std::net::SocketAddr, n: usize) {
     assert!(loaded, "the table never held {n} keys");
 }
 
-async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_tombstones_apply_to_later_records_only() {
     let broker = own_broker();

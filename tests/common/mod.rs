@@ -302,6 +302,23 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
     f()
 }
 
+/// Like [`eventually`], for a check that is itself async (and may act,
+/// say produce more records): tries every 20 ms for at most `timeout`.
+pub async fn eventually_async<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// A child process that is killed if the test fails before waiting for it,
 /// so no stray `sluice` outlives a failed test.
 pub struct KillOnDrop(pub std::process::Child);

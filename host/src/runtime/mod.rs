@@ -1,7 +1,8 @@
 //! Starting Sluice from a config, reloading it, and stopping it in order.
 //!
-//! Start: load every plugin (reporting every failure), start sinks, then
-//! each source with its routes (a [`unit`](Unit)), then the server. Stop
+//! Start: the embedded broker (if named) and tables, then every plugin
+//! (reporting every failure), sinks, each source with its routes (a
+//! *unit*; it reads once its tables have loaded), then the server. Stop
 //! (graceful): sources stop reading, routes drain what they hold, sinks
 //! flush, SSE connections end, then the server closes.
 //!
@@ -12,13 +13,19 @@
 //! config that cannot run leaves the old one running. Then the changed
 //! units are stopped and drained, replaced sinks flushed, and the new units
 //! started. Units nothing touched keep running throughout.
+//!
+//! Files: `unit` (a source and its routes), `diff` (what a new config
+//! changes), `reload` (applying it), `watch` (SIGHUP and the config file),
+//! `embedded` (the in-process broker), `announce` (the start-up log).
 
+mod announce;
 mod diff;
+mod embedded;
+mod reload;
 mod unit;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,16 +35,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::kafka::{EMBEDDED, EMBEDDED_PARTITIONS, EmbeddedKafka};
+use crate::kafka::EmbeddedKafka;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Served};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::sinks::{self, BuiltSink, SinkHandle, SseHub};
-use crate::sources::SourceConfig;
-use crate::tables::{self, RunningTables, TableConfig};
+use crate::tables::{self, RunningTables};
 use crate::wasm::{HostImports, LoadedPlugin, PluginSlot, PresenceCheck, load_plugin_with};
 
+use announce::announce;
 pub use diff::Changes;
+use embedded::ensure_embedded;
+pub use reload::ReloadReport;
 use unit::{Parts, Unit};
 
 /// A running Sluice.
@@ -65,47 +74,6 @@ pub struct Running {
     embedded: Option<EmbeddedKafka>,
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// Units (by source name) started for the first time.
-    pub started: Vec<String>,
-    /// Units stopped for good.
-    pub stopped: Vec<String>,
-    /// Units stopped and started again with their new config.
-    pub restarted: Vec<String>,
-    /// Units left running untouched.
-    pub kept: Vec<String>,
-    /// Plugins loaded anew (new, or their config changed).
-    pub plugins: Vec<String>,
-    /// Sinks started anew (new, or their config changed).
-    pub sinks: Vec<String>,
-    /// Changed settings that need a restart, and were not applied.
-    pub need_restart: Vec<String>,
-}
-
-impl fmt::Display for ReloadReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                v.join(", ")
-            }
-        };
-        write!(
-            f,
-            "started [{}], restarted [{}], stopped [{}], kept [{}]; plugins loaded [{}]; sinks started [{}]",
-            list(&self.started),
-            list(&self.restarted),
-            list(&self.stopped),
-            list(&self.kept),
-            list(&self.plugins),
-            list(&self.sinks),
-        )
-    }
-}
-
 /// Loads every plugin in `config`, reporting all that fail at once.
 /// Declared tables are there, empty, so join plugins can open them.
 pub async fn load_plugins(config: &Config) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
@@ -113,16 +81,19 @@ pub async fn load_plugins(config: &Config) -> anyhow::Result<BTreeMap<String, Lo
         tables: tables::Tables::unloaded(config.tables.keys()),
         ..HostImports::default()
     };
-    load_all(config, &imports).await
+    load_all(config, |_| true, &imports).await
 }
 
+/// Loads the plugins of `config` that `only` accepts, reporting all that
+/// fail at once.
 async fn load_all(
     config: &Config,
+    only: impl Fn(&str) -> bool,
     imports: &HostImports,
 ) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
     let mut loaded = BTreeMap::new();
     let mut problems = Vec::new();
-    for (name, plugin) in &config.plugins {
+    for (name, plugin) in config.plugins.iter().filter(|(n, _)| only(n)) {
         match load_plugin_with(config, name, plugin, imports.clone()).await {
             Ok(p) => {
                 tracing::info!(plugin = %name, kind = %p.plugin.kind, version = %p.plugin.hash, file = %p.file.display(), "Plugin loaded.");
@@ -175,7 +146,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
         presence,
         tables: tables.tables.clone(),
     };
-    let plugins = load_all(&config, &imports).await?;
+    let plugins = load_all(&config, |_| true, &imports).await?;
     let slots: BTreeMap<String, Arc<PluginSlot>> = plugins
         .iter()
         .map(|(name, loaded)| (name.clone(), PluginSlot::new(loaded)))
@@ -205,7 +176,8 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     let names: Vec<String> = running.config.sources.keys().cloned().collect();
     for name in names {
         if let Err(e) = running.start_unit(&name) {
-            running.abandon().await;
+            // Stop what did start.
+            let _ = running.shutdown().await;
             return Err(e);
         }
     }
@@ -217,239 +189,10 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     Ok(running)
 }
 
-/// Makes sure the embedded broker runs if any Kafka part names it, with
-/// the topics the config names, so consumers find them at once. Returns a
-/// broker it had to start; topics are created on `running` if one runs.
-fn ensure_embedded(
-    config: &Config,
-    running: Option<&EmbeddedKafka>,
-) -> anyhow::Result<Option<EmbeddedKafka>> {
-    let mut topics = Vec::new();
-    let mut wanted = false;
-    for source in config.sources.values() {
-        if let SourceConfig::Kafka(k) = source
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.extend(k.topics.iter().filter(|t| !t.starts_with('^')).cloned());
-        }
-    }
-    for table in config.tables.values() {
-        if let TableConfig::Kafka(k) = table
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.push(k.topic.clone());
-        }
-    }
-    for sink in config.sinks.values() {
-        if let sinks::SinkConfig::Kafka(k) = sink
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.extend(k.topic.fixed().map(str::to_owned));
-        }
-    }
-    if !wanted {
-        return Ok(None);
-    }
-    topics.sort();
-    topics.dedup();
-    if let Some(broker) = running {
-        for topic in &topics {
-            broker
-                .create_topic(topic, EMBEDDED_PARTITIONS)
-                .map_err(anyhow::Error::msg)?;
-        }
-        return Ok(None);
-    }
-    let broker = EmbeddedKafka::start().map_err(anyhow::Error::msg)?;
-    for topic in &topics {
-        broker
-            .create_topic(topic, EMBEDDED_PARTITIONS)
-            .map_err(anyhow::Error::msg)?;
-    }
-    tracing::info!(bootstrap = %broker.bootstrap_servers(), ?topics, "Embedded Kafka broker (librdkafka mock cluster) is up; other Kafka clients on this machine can use it.");
-    Ok(Some(broker))
-}
-
-fn announce(config: &Config, addr: SocketAddr) {
-    tracing::info!(url = %format!("http://{addr}"), "Sluice is running. Health: /health, metrics: /metrics.");
-    for (name, source) in &config.sources {
-        match source {
-            SourceConfig::Generator(g) => tracing::info!(
-                source = %name,
-                "Generator emits events for client ids client-0 … client-{}.",
-                g.clients.max(1) - 1
-            ),
-            SourceConfig::Kafka(k) => tracing::info!(
-                source = %name,
-                topics = ?k.topics,
-                group = %k.group_id,
-                "Kafka source."
-            ),
-            SourceConfig::Redis(r) => tracing::info!(
-                source = %name,
-                streams = ?r.streams,
-                pattern = ?r.pattern,
-                group = %r.group,
-                "Redis streams source."
-            ),
-            SourceConfig::Http(_) => tracing::info!(
-                source = %name,
-                "Post records: curl -H 'sluice-key: client-1' -d '{{\"hello\":1}}' http://{addr}/ingest/{name}"
-            ),
-        }
-    }
-    for (name, sink) in &config.sinks {
-        if let sinks::SinkConfig::Sse(_) = sink {
-            tracing::info!(sink = %name, "Watch a client's events: curl -N 'http://{addr}/sse/{name}?client_id=client-1'");
-        }
-    }
-}
-
 impl Running {
     /// The config running now.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Applies `new`, changing only what differs from the running config
-    /// (see the module docs). On error nothing running was changed.
-    pub async fn reload(&mut self, new: Config) -> anyhow::Result<ReloadReport> {
-        let result = self.apply(new).await;
-        match &result {
-            Ok(report) => {
-                self.metrics
-                    .counter("sluice_config_reloads_total", &[])
-                    .add(1);
-                tracing::info!(%report, "Config reloaded.");
-                for setting in &report.need_restart {
-                    tracing::warn!(%setting, "Changed setting needs a restart; not applied.");
-                }
-            }
-            Err(e) => {
-                self.metrics
-                    .counter("sluice_config_reload_failures_total", &[])
-                    .add(1);
-                tracing::error!(error = %format!("{e:#}"), "Config reload failed; the running config is unchanged.");
-            }
-        }
-        result
-    }
-
-    async fn apply(&mut self, new: Config) -> anyhow::Result<ReloadReport> {
-        let changes = Changes::between(&self.config, &new);
-        let new = keep_server(new, &self.config);
-        let mut report = ReloadReport {
-            kept: changes.keep.iter().cloned().collect(),
-            need_restart: changes.need_restart.clone(),
-            ..ReloadReport::default()
-        };
-        if changes.is_empty() {
-            self.config = new;
-            self.spawn_watchers();
-            return Ok(report);
-        }
-
-        // 1. Everything that can fail, before anything running is touched.
-        let mut loaded = BTreeMap::new();
-        let mut problems = Vec::new();
-        for name in &changes.plugins {
-            let Some(plugin) = new.plugins.get(name) else {
-                continue;
-            };
-            match load_plugin_with(&new, name, plugin, self.imports.clone()).await {
-                Ok(p) => {
-                    loaded.insert(name.clone(), PluginSlot::new(&p));
-                }
-                Err(e) => problems.push(format!("plugins.{name}: {e}")),
-            }
-        }
-        if !problems.is_empty() {
-            bail!("cannot load plugins:\n  - {}", problems.join("\n  - "));
-        }
-        let embedded = ensure_embedded(&new, self.embedded.as_ref())?;
-        let built = sinks::build(
-            &new,
-            |name| changes.sinks.contains(name),
-            &self.metrics,
-            embedded.as_ref().or(self.embedded.as_ref()),
-        )
-        .await?;
-        {
-            let handles = BTreeMap::new();
-            let hubs = BTreeMap::new();
-            let parts = Parts {
-                config: &new,
-                slots: &loaded,
-                sinks: &handles,
-                hubs: &hubs,
-                imports: &self.imports,
-                metrics: &self.metrics,
-                embedded: embedded.as_ref().or(self.embedded.as_ref()),
-            };
-            for name in &changes.start {
-                if let Err(e) = unit::check_source(name, &parts) {
-                    close_hubs(built.values().filter_map(|s| s.hub.as_ref()));
-                    return Err(e);
-                }
-            }
-        }
-        if embedded.is_some() {
-            self.embedded = embedded;
-        }
-
-        // 2. Stop what changed: units first (their routes hold the sinks),
-        //    then the sinks they wrote to.
-        let grace = self.config.server.shutdown_grace.0;
-        for name in &changes.stop {
-            if let Some(unit) = self.units.remove(name)
-                && !unit.stop(grace).await
-            {
-                tracing::warn!(source = %name, ?grace, "Source's routes did not drain within the shutdown grace period; what was not acknowledged will be read again.");
-            }
-        }
-        for name in &changes.old_sinks {
-            if let Some(sink) = self.sinks.remove(name) {
-                stop_sink(name, sink, grace).await;
-            }
-        }
-
-        // 3. Start what is new.
-        for name in &changes.plugins {
-            if let Some(slot) = loaded.remove(name) {
-                self.slots.insert(name.clone(), slot);
-            }
-        }
-        self.slots.retain(|name, _| new.plugins.contains_key(name));
-        self.sinks.extend(built);
-        self.config = new;
-        let mut failed = Vec::new();
-        for name in &changes.start {
-            match self.start_unit(name) {
-                Ok(()) => {
-                    if changes.stop.contains(name) {
-                        report.restarted.push(name.clone());
-                    } else {
-                        report.started.push(name.clone());
-                    }
-                }
-                Err(e) => failed.push(format!("sources.{name}: {e:#}")),
-            }
-        }
-        report.stopped = changes.stop.difference(&changes.start).cloned().collect();
-        report.plugins = changes.plugins.iter().cloned().collect();
-        report.sinks = changes.sinks.iter().cloned().collect();
-        self.publish();
-        self.spawn_watchers();
-        if !failed.is_empty() {
-            bail!(
-                "the new config is running except for sources that did not start:\n  - {}",
-                failed.join("\n  - ")
-            );
-        }
-        Ok(report)
     }
 
     fn start_unit(&mut self, name: &str) -> anyhow::Result<()> {
@@ -525,11 +268,6 @@ impl Running {
         }
     }
 
-    /// Stops what a failed start left running.
-    async fn abandon(self) {
-        let _ = self.shutdown().await;
-    }
-
     /// Stops reading, drains routes, flushes sinks, ends SSE connections and
     /// closes the server. Gives up on whatever is still running after the
     /// shutdown grace period.
@@ -596,23 +334,7 @@ impl Running {
     }
 }
 
-/// `new`, with the settings that need a restart kept as they run now.
-fn keep_server(mut new: Config, running: &Config) -> Config {
-    new.server.listen = running.server.listen;
-    new
-}
-
-/// Drops our handle on a sink the routes no longer hold, and waits (up to
-/// `grace`) until it has flushed.
-async fn stop_sink(name: &str, sink: BuiltSink, grace: Duration) {
-    drop(sink.handle);
-    if tokio::time::timeout(grace, sink.task).await.is_err() {
-        tracing::warn!(sink = %name, ?grace, "Replaced sink did not flush within the shutdown grace period.");
-    }
-    close_hubs(&sink.hub);
-}
-
-fn close_hubs<'a>(hubs: impl IntoIterator<Item = &'a Arc<SseHub>>) {
+pub(super) fn close_hubs<'a>(hubs: impl IntoIterator<Item = &'a Arc<SseHub>>) {
     for hub in hubs {
         hub.close();
     }

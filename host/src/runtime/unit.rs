@@ -44,11 +44,16 @@ pub(super) struct Unit {
     pub ingest: Option<Arc<IngestHandle>>,
 }
 
-/// Builds source `name` of `parts.config`, without starting it, to find a
-/// config its source rejects before anything is stopped for it.
-pub(super) fn check_source(name: &str, parts: &Parts<'_>) -> anyhow::Result<()> {
-    if let Some(SourceConfig::Kafka(c)) = parts.config.sources.get(name) {
-        KafkaSource::new(name, c.clone(), parts.embedded, parts.metrics)
+/// Builds source `name` of `config`, without starting it, to find a config
+/// its source rejects before anything is stopped for it.
+pub(super) fn check_source(
+    name: &str,
+    config: &Config,
+    embedded: Option<&EmbeddedKafka>,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    if let Some(SourceConfig::Kafka(c)) = config.sources.get(name) {
+        KafkaSource::new(name, c.clone(), embedded, metrics)
             .with_context(|| format!("sources.{name}"))?;
     }
     Ok(())

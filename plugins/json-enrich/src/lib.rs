@@ -86,10 +86,19 @@ impl Transform for JsonEnrich {
             .and_then(|(_, raw)| json::scalar_text(raw).ok().flatten())
             .ok_or_else(|| Error::msg(format!("no `{}` field to join on", self.join_field)))?;
         let entry = self.table.get(key.as_bytes());
-        let mut found = vec![None; self.names.len()];
+        // One slot per copied field, on the stack for the usual handful.
+        let mut stack = [None; 16];
+        let mut heap = Vec::new();
+        let found = match stack.get_mut(..self.names.len()) {
+            Some(s) => s,
+            None => {
+                heap.resize(self.names.len(), None);
+                &mut heap[..]
+            }
+        };
         if let Some(entry) = &entry {
             // An entry that is not a JSON object has none of the fields.
-            let _ = json::select(entry, &self.names, &mut found);
+            let _ = json::select(entry, &self.names, found);
         }
         self.buf.clear();
         self.buf.push(b'{');
@@ -100,15 +109,11 @@ impl Transform for JsonEnrich {
             if self.buf.len() > 1 {
                 self.buf.push(b',');
             }
-            self.buf.extend_from_slice(
-                serde_json::Value::from(name.as_ref())
-                    .to_string()
-                    .as_bytes(),
-            );
+            push_key(&mut self.buf, name);
             self.buf.push(b':');
             self.buf.extend_from_slice(raw);
             if *name == self.join_field {
-                for ((_, quoted, default), value) in self.fields.iter().zip(&found) {
+                for ((_, quoted, default), value) in self.fields.iter().zip(found.iter()) {
                     let value = value.or(default.as_deref().map(str::as_bytes));
                     if let Some(value) = value {
                         self.buf.push(b',');
@@ -122,6 +127,18 @@ impl Transform for JsonEnrich {
         self.buf.push(b'}');
         out.emit(record).value_owned(&self.buf);
         Ok(())
+    }
+}
+
+/// Appends `key` as a JSON string: as it is when nothing in it needs
+/// escaping (the usual case, no allocation), else through serde_json.
+fn push_key(buf: &mut Vec<u8>, key: &str) {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(b'"');
+    } else {
+        buf.extend_from_slice(serde_json::Value::from(key).to_string().as_bytes());
     }
 }
 
@@ -174,6 +191,17 @@ mod tests {
                 r#"{"id":30,"name":"REF INCONNUE","price":1.05}"#,
                 r#"{"price":1,"id":"1","name":"produit1"}"#,
             ]
+        );
+    }
+
+    #[test]
+    fn keys_that_need_escaping_stay_escaped() {
+        let mut e = enrich();
+        let out = testing::transform(&mut e, [TestRecord::new(r#"{"id":1,"a\"b":2}"#)]);
+        let value = out.outputs.records().next().unwrap().value().to_vec();
+        assert_eq!(
+            String::from_utf8(value).unwrap(),
+            r#"{"id":1,"name":"produit1","a\"b":2}"#
         );
     }
 
