@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sluice::config::{Config, OnError};
 use sluice::metrics::Metrics;
@@ -20,6 +20,9 @@ use sluice::record::{FlatBatch, Origin};
 use sluice::sources::generator::push_event;
 use sluice::wasm::load_plugin;
 use sluice_sdk::{Filter, Transform, run_filter, run_transform};
+
+mod common;
+use common::{compare, rate};
 
 const BATCH: usize = 1024;
 const BATCHES: usize = 500;
@@ -85,57 +88,6 @@ fn compact(batch: &FlatBatch, keep: &[u8]) -> FlatBatch {
         }
     }
     kept
-}
-
-/// Runs both sides over `input` five times, alternating so machine noise
-/// hits both alike, and prints the best of each and their ratio.
-fn compare(
-    label: &str,
-    input: &[FlatBatch],
-    mut wasm: impl FnMut(&FlatBatch) -> usize,
-    mut native: impl FnMut(&FlatBatch) -> usize,
-) {
-    let pass = |f: &mut dyn FnMut(&FlatBatch) -> usize, batches: &[FlatBatch]| {
-        let start = Instant::now();
-        let out: usize = batches.iter().map(&mut *f).sum();
-        (start.elapsed(), out)
-    };
-    // Warm up: instance creation, caches.
-    pass(&mut wasm, &input[..10]);
-    pass(&mut native, &input[..10]);
-    let (mut best_wasm, mut best_native) = (Duration::MAX, Duration::MAX);
-    let (mut out_wasm, mut out_native) = (0, 0);
-    for _ in 0..5 {
-        let (t, n) = pass(&mut wasm, input);
-        best_wasm = best_wasm.min(t);
-        out_wasm = n;
-        let (t, n) = pass(&mut native, input);
-        best_native = best_native.min(t);
-        out_native = n;
-    }
-    assert_eq!(
-        out_wasm, out_native,
-        "{label}: Wasm and native disagree on the output"
-    );
-    let records: usize = input.iter().map(FlatBatch::len).sum();
-    let (w, n) = (rate(records, best_wasm), rate(records, best_native));
-    println!("{label}  ({out_wasm} of {records} records out)");
-    println!(
-        "  wasm   (one core, epoch limits on): {w:>12.0} records/s  {:>7.1} ns/record",
-        1e9 / w
-    );
-    println!(
-        "  native (same crate, same loop):     {n:>12.0} records/s  {:>7.1} ns/record",
-        1e9 / n
-    );
-    println!(
-        "  wasm time / native time: {:.2}x",
-        best_wasm.as_secs_f64() / best_native.as_secs_f64()
-    );
-}
-
-fn rate(records: usize, took: Duration) -> f64 {
-    records as f64 / took.as_secs_f64()
 }
 
 fn main() {

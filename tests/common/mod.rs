@@ -9,7 +9,7 @@ pub mod redis;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -345,38 +345,46 @@ pub fn headers(v: &serde_json::Value) -> BTreeMap<String, String> {
 /// Two builds of the `stamp` fixture, stamping `a` and `b`, for hot-reload
 /// tests. Built once per test binary.
 pub fn stamped_plugins() -> (PathBuf, PathBuf) {
-    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    FILES
-        .get_or_init(|| {
-            let target = workspace().join("target").join("sluice-plugins");
-            let out = target.join("stamps");
-            std::fs::create_dir_all(&out).unwrap();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let build = |stamp: &str| {
-                let status = std::process::Command::new(&cargo)
-                    .current_dir(workspace())
-                    .args(["build", "--release", "--target", "wasm32-wasip2"])
-                    .args(["-p", "fixture-stamp", "--target-dir"])
-                    .arg(&target)
-                    .env_remove("CARGO_TARGET_DIR")
-                    .env("SLUICE_STAMP", stamp)
-                    .status()
-                    .expect("run cargo");
-                assert!(status.success(), "building the stamp fixture failed");
-                let file = out.join(format!("{stamp}.wasm"));
-                std::fs::copy(
-                    target
-                        .join("wasm32-wasip2")
-                        .join("release")
-                        .join("fixture_stamp.wasm"),
-                    &file,
-                )
-                .unwrap();
-                file
-            };
-            (build("a"), build("b"))
-        })
-        .clone()
+    stamped_builds("fixture-stamp")
+}
+
+/// Two builds of fixture crate `package`, compiled with `SLUICE_STAMP` set
+/// to `a` and to `b`. Built once per test binary and package.
+pub fn stamped_builds(package: &str) -> (PathBuf, PathBuf) {
+    static FILES: Mutex<BTreeMap<String, (PathBuf, PathBuf)>> = Mutex::new(BTreeMap::new());
+    let mut files = FILES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(built) = files.get(package) {
+        return built.clone();
+    }
+    let target = workspace().join("target").join("sluice-plugins");
+    let out = target.join("stamps");
+    std::fs::create_dir_all(&out).unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = |stamp: &str| {
+        let status = std::process::Command::new(&cargo)
+            .current_dir(workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", package, "--target-dir"])
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .env("SLUICE_STAMP", stamp)
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building {package} failed");
+        let file = out.join(format!("{package}-{stamp}.wasm"));
+        std::fs::copy(
+            target
+                .join("wasm32-wasip2")
+                .join("release")
+                .join(format!("{}.wasm", package.replace('-', "_"))),
+            &file,
+        )
+        .unwrap();
+        file
+    };
+    let built = (build("a"), build("b"));
+    files.insert(package.to_owned(), built.clone());
+    built
 }
 
 /// Replaces `to` with a copy of `from` the way deploy tools do: write a

@@ -45,3 +45,58 @@ pub async fn time_route(config: Config, expected: u64, limit: Duration) -> Durat
     running.shutdown().await.unwrap();
     took
 }
+
+/// Runs `wasm` and `native` over `input` five times each, alternating so
+/// machine noise hits both alike, and prints the best rate of each and
+/// their ratio. Both must agree on the
+/// number of records out.
+pub fn compare(
+    label: &str,
+    input: &[sluice::record::FlatBatch],
+    mut wasm: impl FnMut(&sluice::record::FlatBatch) -> usize,
+    mut native: impl FnMut(&sluice::record::FlatBatch) -> usize,
+) {
+    let pass = |f: &mut dyn FnMut(&sluice::record::FlatBatch) -> usize,
+                batches: &[sluice::record::FlatBatch]| {
+        let start = Instant::now();
+        let out: usize = batches.iter().map(&mut *f).sum();
+        (start.elapsed(), out)
+    };
+    // Warm up: instance creation, caches.
+    pass(&mut wasm, &input[..10]);
+    pass(&mut native, &input[..10]);
+    let (mut best_wasm, mut best_native) = (Duration::MAX, Duration::MAX);
+    let (mut out_wasm, mut out_native) = (0, 0);
+    for _ in 0..5 {
+        let (t, n) = pass(&mut wasm, input);
+        best_wasm = best_wasm.min(t);
+        out_wasm = n;
+        let (t, n) = pass(&mut native, input);
+        best_native = best_native.min(t);
+        out_native = n;
+    }
+    assert_eq!(
+        out_wasm, out_native,
+        "{label}: Wasm and native disagree on the output"
+    );
+    let records: usize = input.iter().map(sluice::record::FlatBatch::len).sum();
+    let (w, n) = (rate(records, best_wasm), rate(records, best_native));
+    println!("{label}  ({out_wasm} of {records} records out)");
+    println!(
+        "  wasm   (one core, epoch limits on): {w:>12.0} records/s  {:>7.1} ns/record",
+        1e9 / w
+    );
+    println!(
+        "  native (same crate, same loop):     {n:>12.0} records/s  {:>7.1} ns/record",
+        1e9 / n
+    );
+    println!(
+        "  wasm time / native time: {:.2}x",
+        best_wasm.as_secs_f64() / best_native.as_secs_f64()
+    );
+}
+
+/// Records per second.
+pub fn rate(records: usize, took: Duration) -> f64 {
+    records as f64 / took.as_secs_f64()
+}

@@ -6,6 +6,9 @@ use std::time::Duration;
 pub const LISTEN: &str = "127.0.0.1:8080";
 /// `[plugins.X] memory_limit`: the most linear memory one instance may grow to.
 pub const MEMORY_LIMIT: u64 = 64 << 20;
+/// `[plugins.X] state_limit`: the most keyed state (keys plus values) a
+/// plugin may keep.
+pub const STATE_LIMIT: u64 = 64 << 20;
 /// `[plugins.X] timeout`: the time budget for one batch in one stage.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
 /// `[plugins.X] poison_attempts`: failures alone before a record is poison.

@@ -21,6 +21,10 @@ pub struct PluginConfig {
     /// The most linear memory one instance may use (`"64MiB"`).
     #[serde(default = "default_memory")]
     pub memory_limit: ByteSize,
+    /// The most keyed state (`state` import: keys plus values) the plugin
+    /// may keep (`"64MiB"`); a write past it is refused.
+    #[serde(default = "default_state_limit")]
+    pub state_limit: ByteSize,
     /// The time budget for one batch (`"1s"`). A plugin that runs longer is
     /// interrupted and its batch goes to `on_error`.
     #[serde(default = "default_timeout")]
@@ -91,6 +95,10 @@ fn default_poison_attempts() -> usize {
 
 fn default_memory() -> ByteSize {
     ByteSize(defaults::MEMORY_LIMIT)
+}
+
+fn default_state_limit() -> ByteSize {
+    ByteSize(defaults::STATE_LIMIT)
 }
 
 fn default_timeout() -> HumanDuration {

@@ -242,10 +242,9 @@ impl Stage {
         &mut self,
         batch: FlatBatch,
         run: Call<O>,
-        check: fn(&O, usize) -> Result<(), WasmError>,
     ) -> (FlatBatch, Result<O, Failed>) {
         let mut failures = 0;
-        match self.try_call(batch, run, check, &mut failures) {
+        match self.try_call(batch, run, &mut failures) {
             (batch, Ok(o)) => (batch, Ok(o)),
             (batch, Err(e)) => {
                 let failed = Failed::whole(&batch, &e);
@@ -258,14 +257,13 @@ impl Stage {
         &mut self,
         batch: FlatBatch,
         run: Call<O>,
-        check: fn(&O, usize) -> Result<(), WasmError>,
         failures: &mut usize,
     ) -> (FlatBatch, Result<O, WasmError>) {
         let (batch, result) = match self.instance() {
             Ok(instance) => run(instance, batch),
             Err(e) => return (batch, Err(e)),
         };
-        let error = match result.and_then(|o| check(&o, batch.len()).map(|()| o)) {
+        let error = match result {
             Ok(o) => return (batch, Ok(o)),
             Err(e) => e,
         };
@@ -277,7 +275,7 @@ impl Stage {
             // counts as poison (a failure that was the neighbours' fault, or
             // a flaky one, gets its chances).
             if *failures < MAX_FAILED_CALLS && self.attempts_left(&batch) {
-                return self.try_call(batch, run, check, failures);
+                return self.try_call(batch, run, failures);
             }
             self.counters.poison.add(batch.len() as u64);
             let outcome = O::all_failed(batch.len(), &message);
@@ -295,8 +293,8 @@ impl Stage {
         }
         let mid = batch.len() / 2;
         let (left, right) = bisect::split(&batch, mid);
-        let (_, left) = self.try_call(left, run, check, failures);
-        let (_, right) = self.try_call(right, run, check, failures);
+        let (_, left) = self.try_call(left, run, failures);
+        let (_, right) = self.try_call(right, run, failures);
         let mut merged = match left {
             Ok(o) => o,
             Err(e) => O::all_failed(mid, &e.to_string()),
@@ -325,7 +323,7 @@ impl Stage {
     }
 
     fn filter(&mut self, batch: FlatBatch, ports: &mut Vec<u32>) -> (FlatBatch, Option<Failed>) {
-        let (batch, outcome) = self.call(batch, Instance::filter, check_filter);
+        let (batch, outcome) = self.call(batch, Instance::filter);
         let outcome = match outcome {
             Ok(o) => o,
             Err(failed) => {
@@ -371,7 +369,7 @@ impl Stage {
         ports: &mut Vec<u32>,
         port_names: &mut Vec<String>,
     ) -> (FlatBatch, Option<Failed>) {
-        let (batch, outcome) = self.call(batch, Instance::transform, check_transform);
+        let (batch, outcome) = self.call(batch, Instance::transform);
         let outcome = match outcome {
             Ok(o) => o,
             Err(failed) => {
@@ -503,53 +501,5 @@ impl Stage {
             );
         }
         out
-    }
-}
-
-fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError> {
-    if o.keep.len() != n {
-        return Err(WasmError::BadOutput(format!(
-            "{} keep flags for {n} records",
-            o.keep.len()
-        )));
-    }
-    check_errors(&o.errors, n)
-}
-
-fn check_transform(o: &TransformOutcome, n: usize) -> Result<(), WasmError> {
-    let bad = |m: String| Err(WasmError::BadOutput(m));
-    o.outputs
-        .validate()
-        .map_err(|e| WasmError::BadOutput(e.to_string()))?;
-    let outputs = o.outputs.len();
-    if o.inputs.len() != outputs || o.ports.len() != outputs {
-        return bad(format!(
-            "{outputs} outputs but {} input indices and {} ports",
-            o.inputs.len(),
-            o.ports.len()
-        ));
-    }
-    if let Some(i) = o.inputs.iter().find(|&&i| i as usize >= n) {
-        return bad(format!("output names input {i} of a {n}-record batch"));
-    }
-    if o.inputs.windows(2).any(|w| w[0] > w[1]) {
-        return bad("outputs are not in input order".into());
-    }
-    if let Some(p) = o.ports.iter().find(|&&p| p as usize >= o.port_names.len()) {
-        return bad(format!(
-            "port index {p} with {} port names",
-            o.port_names.len()
-        ));
-    }
-    check_errors(&o.errors, n)
-}
-
-fn check_errors(errors: &[sluice_sdk::RecordError], n: usize) -> Result<(), WasmError> {
-    match errors.iter().find(|e| e.index as usize >= n) {
-        Some(e) => Err(WasmError::BadOutput(format!(
-            "error for record {} of a {n}-record batch",
-            e.index
-        ))),
-        None => Ok(()),
     }
 }

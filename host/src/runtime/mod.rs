@@ -41,7 +41,9 @@ use crate::server::{self, AppState, Served};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::sinks::{self, BuiltSink, SinkHandle, SseHub};
 use crate::tables::{self, RunningTables};
-use crate::wasm::{HostImports, LoadedPlugin, PluginSlot, PresenceCheck, load_plugin_with};
+use crate::wasm::{
+    HostImports, LoadedPlugin, PluginSlot, PluginStates, PresenceCheck, load_plugin_with,
+};
 
 use announce::announce;
 pub use diff::Changes;
@@ -145,6 +147,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     let imports = HostImports {
         presence,
         tables: tables.tables.clone(),
+        states: PluginStates::new(metrics.clone()),
     };
     let plugins = load_all(&config, |_| true, &imports).await?;
     let slots: BTreeMap<String, Arc<PluginSlot>> = plugins

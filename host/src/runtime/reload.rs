@@ -142,6 +142,9 @@ impl Running {
             }
         }
         self.slots.retain(|name, _| new.plugins.contains_key(name));
+        self.imports
+            .states
+            .retain(|name| new.plugins.contains_key(name));
         self.sinks.extend(built);
         self.config = new;
         let mut failed = Vec::new();

@@ -111,6 +111,35 @@ impl Table {
         self.read().get(key).map(|v| v.to_vec())
     }
 
+    /// Looks up every key of `keys` (key `i` ends at `key_ends[i]`) under
+    /// one read lock, appending each value found to `values`. Gives one
+    /// found flag and one value end per key; `None` when `key_ends` does not
+    /// fit `keys`.
+    pub fn get_many(
+        &self,
+        keys: &[u8],
+        key_ends: &[u32],
+        values: &mut Vec<u8>,
+    ) -> Option<(Vec<u8>, Vec<u32>)> {
+        let mut found = Vec::with_capacity(key_ends.len());
+        let mut value_ends = Vec::with_capacity(key_ends.len());
+        let entries = self.read();
+        let mut start = 0;
+        for &end in key_ends {
+            let key = keys.get(start..end as usize)?;
+            start = end as usize;
+            match entries.get(key) {
+                Some(v) => {
+                    found.push(1);
+                    values.extend_from_slice(v);
+                }
+                None => found.push(0),
+            }
+            value_ends.push(u32::try_from(values.len()).ok()?);
+        }
+        Some((found, value_ends))
+    }
+
     /// How many keys the table holds.
     pub fn len(&self) -> usize {
         self.read().len()
@@ -132,11 +161,9 @@ impl Table {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
-    /// Applies updates: `Some(value)` sets a key, `None` deletes it.
-    pub(crate) fn apply<'a>(
-        &self,
-        updates: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-    ) {
+    /// Applies updates: `Some(value)` sets a key, `None` deletes it. The
+    /// loaders call it; it is public for benchmarks and tests.
+    pub fn apply<'a>(&self, updates: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
         let mut entries = self.write();
         for (key, value) in updates {
             match value {
@@ -197,6 +224,17 @@ impl Tables {
         ))
     }
 
+    /// These tables, by their names (for benchmarks and tests; a running
+    /// config gets its tables from [`start`]).
+    pub fn of(tables: impl IntoIterator<Item = Arc<Table>>) -> Self {
+        Self(Arc::new(
+            tables
+                .into_iter()
+                .map(|t| (t.name().to_owned(), t))
+                .collect(),
+        ))
+    }
+
     /// The table called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Table>> {
         self.0.get(name)
@@ -248,4 +286,30 @@ pub fn start(
         tables: Tables(Arc::new(tables)),
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_many_answers_every_key_in_order() {
+        let table = Table::new("t", &Metrics::new());
+        table.apply([
+            (&b"1"[..], Some(&b"one"[..])),
+            (b"22", Some(b"")),
+            (b"3", Some(b"three")),
+        ]);
+        table.apply([(&b"3"[..], None)]);
+        let mut values = Vec::new();
+        let (found, ends) = table
+            .get_many(b"1223x", &[1, 3, 4, 5], &mut values)
+            .unwrap();
+        assert_eq!(found, [1, 1, 0, 0]);
+        assert_eq!(ends, [3, 3, 3, 3]);
+        assert_eq!(values, b"one");
+        // Ends that run backwards or past the keys are refused.
+        assert!(table.get_many(b"12", &[2, 1], &mut Vec::new()).is_none());
+        assert!(table.get_many(b"12", &[3], &mut Vec::new()).is_none());
+    }
 }

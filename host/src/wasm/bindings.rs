@@ -13,4 +13,4 @@ wasmtime::component::bindgen!({
 
 pub use self::exports::sluice::plugin::filter_api;
 pub use self::exports::sluice::plugin::transform_api;
-pub use self::sluice::plugin::{log, presence, tables, types};
+pub use self::sluice::plugin::{log, presence, state, tables, types};

@@ -1,5 +1,6 @@
 //! What each plugin instance's `Store` holds, and the host imports it serves:
-//! logging, tables, a WASI context that grants nothing, and resource limits.
+//! logging, presence, tables, state, a WASI context that grants nothing, and
+//! resource limits.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,7 +13,9 @@ use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, presence, tables, types};
+use super::bindings::{log, presence, state, tables, types};
+use super::plugin::Limits;
+use super::state::{PluginStates, StateTxn};
 use crate::tables::{Table, Tables};
 
 /// Who an instance is, for its log lines.
@@ -36,16 +39,21 @@ pub struct StoreState {
     pub(crate) stderr_tail: OutputTail,
     /// What the `presence` and `tables` imports read.
     imports: HostImports,
+    /// The plugin's keyed state, one transaction per call.
+    pub(crate) state: StateTxn,
 }
 
 /// What a stage's host imports answer from: connections for `presence`,
-/// the running tables for `tables`. Cheap to clone.
+/// the running tables for `tables`, every plugin's keyed state for `state`.
+/// Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct HostImports {
     /// Answers the `presence` import.
     pub presence: PresenceCheck,
     /// The tables `tables.open` finds (only those the plugin declares).
     pub tables: Tables,
+    /// Plugin-local state, by plugin name (outlives plugin versions).
+    pub states: PluginStates,
 }
 
 /// Answers "is this client connected to an SSE sink" for the `presence`
@@ -88,10 +96,15 @@ impl StoreState {
     /// the host log.
     pub fn new(
         label: InstanceLabel,
-        max_memory: usize,
+        limits: &Limits,
         allowed_tables: Arc<[String]>,
         imports: HostImports,
     ) -> Self {
+        let state = StateTxn::new(
+            imports.states.of(&label.plugin),
+            limits.state_limit,
+            limits.timeout,
+        );
         let stderr_tail = OutputTail::default();
         let wasi = WasiCtx::builder()
             .stdout(LogStream {
@@ -109,13 +122,14 @@ impl StoreState {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter {
-                max_memory,
+                max_memory: limits.max_memory,
                 hit: false,
             },
             label,
             allowed_tables,
             stderr_tail,
             imports,
+            state,
         }
     }
 }
@@ -140,6 +154,27 @@ impl log::Host for StoreState {
             log::Level::Error => tracing::error!(plugin, stage, "{message}"),
         }
         Ok(())
+    }
+}
+
+impl state::Host for StoreState {
+    fn get(&mut self, key: Vec<u8>) -> WasmResult<Option<Vec<u8>>> {
+        self.state
+            .get(&key)
+            .map_err(|e| wasmtime::format_err!("{e}"))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> WasmResult<Result<(), state::StateError>> {
+        match self.state.put(key, value) {
+            Ok(written) => Ok(written.map_err(state::StateError::Full)),
+            Err(e) => Err(wasmtime::format_err!("{e}")),
+        }
+    }
+
+    fn delete(&mut self, key: Vec<u8>) -> WasmResult<()> {
+        self.state
+            .delete(&key)
+            .map_err(|e| wasmtime::format_err!("{e}"))
     }
 }
 
@@ -172,6 +207,28 @@ impl tables::HostTable for StoreState {
 
     fn get(&mut self, table: Resource<OpenTable>, key: Vec<u8>) -> WasmResult<Option<Vec<u8>>> {
         Ok(self.table.get(&table)?.0.get(&key))
+    }
+
+    fn get_many(
+        &mut self,
+        table: Resource<OpenTable>,
+        keys: Vec<u8>,
+        key_ends: Vec<u32>,
+    ) -> WasmResult<tables::Lookup> {
+        let mut values = Vec::new();
+        let table = &self.table.get(&table)?.0;
+        match table.get_many(&keys, &key_ends, &mut values) {
+            Some((found, value_ends)) => Ok(tables::Lookup {
+                found,
+                values,
+                value_ends,
+            }),
+            None => Err(wasmtime::format_err!(
+                "get-many on table `{}`: key-ends do not fit the {} key bytes (or the values pass 4 GiB)",
+                table.name(),
+                keys.len()
+            )),
+        }
     }
 
     fn drop(&mut self, table: Resource<OpenTable>) -> WasmResult<()> {

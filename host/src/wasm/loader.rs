@@ -59,6 +59,7 @@ pub async fn load_plugin_with(
         max_memory: usize::try_from(plugin.memory_limit.0).unwrap_or(usize::MAX),
         timeout: plugin.timeout.0,
         fuel: plugin.fuel,
+        state_limit: usize::try_from(plugin.state_limit.0).unwrap_or(usize::MAX),
     };
     let name = name.to_owned();
     let tables = plugin.tables.clone();

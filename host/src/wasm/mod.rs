@@ -2,17 +2,20 @@
 //! components, and instances under limits.
 
 mod bindings;
+mod checks;
 mod engine;
 pub(crate) mod host;
 mod loader;
 mod plugin;
 mod slot;
+mod state;
 
 pub use engine::{WasmEngine, content_hash};
 pub use host::{HostImports, PresenceCheck};
 pub use loader::{LoadedPlugin, build_crate, load_plugin, load_plugin_with};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
+pub use state::{PluginState, PluginStates};
 
 use std::time::Duration;
 

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::WasmError;
 use super::bindings::{filter_api, transform_api, types};
+use super::checks::{check_filter, check_transform};
 use super::engine::WasmEngine;
 use super::host::{HostImports, InstanceLabel, StoreState};
 use crate::record::{FlatBatch, Origin};
@@ -51,6 +52,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Fuel budget per call (instructions, roughly), if any.
     pub fuel: Option<u64>,
+    /// Cap on the plugin's keyed state (keys plus values), in bytes.
+    pub state_limit: usize,
 }
 
 /// A compiled and linked plugin, ready to instantiate cheaply.
@@ -125,12 +128,7 @@ impl Plugin {
             plugin: Arc::clone(&self.name),
             stage,
         };
-        let state = StoreState::new(
-            label,
-            self.limits.max_memory,
-            Arc::clone(&self.tables),
-            imports,
-        );
+        let state = StoreState::new(label, &self.limits, Arc::clone(&self.tables), imports);
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -150,11 +148,14 @@ impl Plugin {
             Exports::Transform(g) => g.call_init(&mut store, &self.config_json),
         };
         match init {
-            Ok(Ok(())) => Ok(Instance {
-                store,
-                exports,
-                limits: self.limits,
-            }),
+            Ok(Ok(())) => {
+                store.data_mut().state.commit();
+                Ok(Instance {
+                    store,
+                    exports,
+                    limits: self.limits,
+                })
+            }
             Ok(Err(e)) => Err(WasmError::Init(from_wit_init_error(e))),
             Err(e) => Err(classify(e, &store, self.limits)),
         }
@@ -163,6 +164,9 @@ impl Plugin {
 
 /// One instance of a plugin, with its own store and limits. After any error
 /// other than a returned record error, discard it and make a new one.
+///
+/// Each call checks the plugin's result against its batch (a malformed one
+/// is an error) and is one transaction on the plugin's state.
 pub struct Instance {
     store: Store<StoreState>,
     exports: Exports,
@@ -182,12 +186,16 @@ impl Instance {
         let result = guest.call_filter(&mut self.store, &input);
         let batch = from_wit(input);
         let result = match result {
-            Ok(r) => Ok(FilterOutcome {
-                keep: r.keep,
-                errors: r.errors.into_iter().map(from_wit_error).collect(),
-            }),
+            Ok(r) => {
+                let outcome = FilterOutcome {
+                    keep: r.keep,
+                    errors: r.errors.into_iter().map(from_wit_error).collect(),
+                };
+                check_filter(&outcome, batch.len()).map(|()| outcome)
+            }
             Err(e) => Err(classify(e, &self.store, self.limits)),
         };
+        self.end_call(result.is_ok());
         (batch, result)
     }
 
@@ -206,16 +214,32 @@ impl Instance {
         let result = guest.call_transform(&mut self.store, &input);
         let batch = from_wit(input);
         let result = match result {
-            Ok(r) => Ok(TransformOutcome {
-                outputs: from_wit(r.outputs),
-                inputs: r.inputs,
-                port_names: r.port_names,
-                ports: r.ports,
-                errors: r.errors.into_iter().map(from_wit_error).collect(),
-            }),
+            Ok(r) => {
+                let outcome = TransformOutcome {
+                    outputs: from_wit(r.outputs),
+                    inputs: r.inputs,
+                    port_names: r.port_names,
+                    ports: r.ports,
+                    errors: r.errors.into_iter().map(from_wit_error).collect(),
+                };
+                check_transform(&outcome, batch.len()).map(|()| outcome)
+            }
             Err(e) => Err(classify(e, &self.store, self.limits)),
         };
+        self.end_call(result.is_ok());
         (batch, result)
+    }
+
+    /// Ends the call's state transaction: a call whose result the host can
+    /// use keeps its writes; a failed one (trap, limit, malformed result)
+    /// loses them, since its batch will be retried.
+    fn end_call(&mut self, ok: bool) {
+        let state = &mut self.store.data_mut().state;
+        if ok {
+            state.commit();
+        } else {
+            state.rollback();
+        }
     }
 }
 

@@ -23,8 +23,8 @@
 
 use std::collections::BTreeMap;
 
-use sluice_sdk::tables::Table;
-use sluice_sdk::{Error, InitError, Output, Record, Transform, json};
+use sluice_sdk::tables::{Keys, Lookup, Table};
+use sluice_sdk::{Error, FlatBatch, InitError, Output, Record, Transform, json};
 
 /// `[plugins.NAME.config]` of `json-enrich`.
 #[derive(serde::Deserialize)]
@@ -49,6 +49,10 @@ pub struct JsonEnrich {
     fields: Vec<(String, String, Option<String>)>,
     names: Vec<String>,
     buf: Vec<u8>,
+    /// The current batch's join keys, and their entries (one host call per
+    /// batch, made in `begin_batch`).
+    keys: Keys,
+    lookup: Lookup,
 }
 
 impl Transform for JsonEnrich {
@@ -75,7 +79,22 @@ impl Transform for JsonEnrich {
             fields,
             names: c.fields,
             buf: Vec::with_capacity(256),
+            keys: Keys::default(),
+            lookup: Lookup::default(),
         })
+    }
+
+    fn begin_batch(&mut self, batch: &FlatBatch) {
+        self.keys.clear();
+        for record in batch.records() {
+            // A record without a usable key gets an empty one here and
+            // fails in `transform`.
+            match json::field(record.value(), &self.join_field) {
+                Ok(Some(key)) => self.keys.push(key.as_bytes()),
+                _ => self.keys.push(b""),
+            }
+        }
+        self.lookup = self.table.get_many(&self.keys);
     }
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
@@ -85,7 +104,15 @@ impl Transform for JsonEnrich {
             .find(|(k, _)| *k == self.join_field)
             .and_then(|(_, raw)| json::scalar_text(raw).ok().flatten())
             .ok_or_else(|| Error::msg(format!("no `{}` field to join on", self.join_field)))?;
-        let entry = self.table.get(key.as_bytes());
+        // From the batch's lookup; one by one only if `begin_batch` did
+        // not run (a direct call).
+        let fetched;
+        let entry = if record.index() < self.lookup.len() {
+            self.lookup.get(record.index())
+        } else {
+            fetched = self.table.get(key.as_bytes());
+            fetched.as_deref()
+        };
         // One slot per copied field, on the stack for the usual handful.
         let mut stack = [None; 16];
         let mut heap = Vec::new();
@@ -96,7 +123,7 @@ impl Transform for JsonEnrich {
                 &mut heap[..]
             }
         };
-        if let Some(entry) = &entry {
+        if let Some(entry) = entry {
             // An entry that is not a JSON object has none of the fields.
             let _ = json::select(entry, &self.names, found);
         }

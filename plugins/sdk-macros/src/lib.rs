@@ -110,6 +110,7 @@ fn export(world: World, ty: &Path) -> Tokens {
     let tables_with = match world {
         World::Join => quote! {
             "sluice:plugin/tables@0.1.0/table-error": ::sluice_sdk::tables::TableError,
+            "sluice:plugin/tables@0.1.0/lookup": ::sluice_sdk::tables::Lookup,
         },
         _ => quote! {},
     };
@@ -155,6 +156,9 @@ fn export(world: World, ty: &Path) -> Tokens {
                 fn get(&self, key: &[u8]) -> ::std::option::Option<::std::vec::Vec<u8>> {
                     self.0.get(key)
                 }
+                fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> ::sluice_sdk::tables::Lookup {
+                    self.0.get_many(keys, key_ends)
+                }
             }
             ::sluice_sdk::tables::set_backend(&__Tables);
         },
@@ -176,6 +180,7 @@ fn export(world: World, ty: &Path) -> Tokens {
                     "sluice:plugin/types@0.1.0/filter-result": ::sluice_sdk::FilterOutcome,
                     "sluice:plugin/types@0.1.0/transform-result": ::sluice_sdk::TransformOutcome,
                     "sluice:plugin/types@0.1.0/init-error": ::sluice_sdk::InitError,
+                    "sluice:plugin/state@0.1.0/state-error": ::sluice_sdk::state::StateError,
                     #tables_with
                 },
                 generate_all,
@@ -198,6 +203,11 @@ fn export(world: World, ty: &Path) -> Tokens {
                     sluice::plugin::presence::connected(client)
                 }
                 ::sluice_sdk::presence::set_backend(presence);
+                ::sluice_sdk::state::set_backend(::sluice_sdk::state::Backend {
+                    get: sluice::plugin::state::get,
+                    put: sluice::plugin::state::put,
+                    delete: sluice::plugin::state::delete,
+                });
                 #tables_setup
             }
 

@@ -116,6 +116,13 @@
 //! `crate-type = ["cdylib", "rlib"]`: `cdylib` for the component, `rlib` for
 //! native tests.
 //!
+//! # State
+//!
+//! Any plugin may keep keyed state with [`state::get`], [`state::put`] and
+//! [`state::delete`]: the host keeps it outside the plugin's instances, so
+//! it survives hot reloads, and makes each batch one transaction. It lives
+//! in memory and is lost when Sluice restarts. See [`state`].
+//!
 //! Plugins run sandboxed: no files, network, environment or clock beyond what
 //! WASI gives every component, under a memory cap and a time budget per batch.
 
@@ -127,6 +134,7 @@ mod outcome;
 mod output;
 mod plugin;
 pub mod presence;
+pub mod state;
 pub mod tables;
 pub mod testing;
 

@@ -46,6 +46,14 @@ pub trait Transform: Sized + 'static {
     /// Builds the transform from its config. Called once per instance.
     fn init(config: Self::Config) -> Result<Self, InitError>;
 
+    /// Called with each batch before its records, for work best done once
+    /// per batch, such as looking up every record's key in a table with one
+    /// [`crate::tables::Table::get_many`]. [`Record::index`] then finds a
+    /// record's share. Does nothing unless implemented.
+    fn begin_batch(&mut self, batch: &FlatBatch) {
+        let _ = batch;
+    }
+
     /// Writes the outputs for `record` into `out`. An `Err` discards what this
     /// call wrote and sends the record to the stage's `on_error` policy.
     fn transform(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error>;
@@ -95,6 +103,7 @@ pub fn run_filter<F: Filter>(filter: &mut F, batch: &FlatBatch) -> FilterOutcome
 /// Runs `transform` over every record of `batch`.
 pub fn run_transform<T: Transform>(transform: &mut T, batch: &FlatBatch) -> TransformOutcome {
     let mut out = Output::sized_for(batch);
+    transform.begin_batch(batch);
     for record in batch.records() {
         let mark = out.begin_input(index_u32(record.index()));
         if let Err(e) = transform.transform(&record, &mut out) {

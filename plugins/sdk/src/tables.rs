@@ -11,6 +11,11 @@
 //! # Ok::<(), sluice_sdk::tables::TableError>(())
 //! ```
 //!
+//! For a whole batch, gather the keys and look them up in one call with
+//! [`Table::get_many`] (from [`crate::Transform::begin_batch`]): a lookup
+//! crosses from the plugin into the host, and one crossing per batch costs
+//! far less than one per record.
+//!
 //! Under a native `cargo test`, tables come from [`crate::testing::set_table`].
 
 use std::sync::OnceLock;
@@ -45,6 +50,75 @@ pub trait Backend: Send + Sync {
 #[doc(hidden)]
 pub trait Handle {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> Lookup;
+}
+
+/// The values of many keys, from [`Table::get_many`], in the keys' order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// One byte per key: 1 found, 0 not.
+    pub found: Vec<u8>,
+    /// The values found, concatenated.
+    pub values: Vec<u8>,
+    /// End offset of each key's value in `values`.
+    pub value_ends: Vec<u32>,
+}
+
+impl Lookup {
+    /// How many keys were looked up.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    /// Whether no keys were looked up.
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// The value of key `i`, if it was found.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if *self.found.get(i)? != 1 {
+            return None;
+        }
+        let start = match i {
+            0 => 0,
+            _ => *self.value_ends.get(i - 1)? as usize,
+        };
+        let end = *self.value_ends.get(i)? as usize;
+        self.values.get(start..end)
+    }
+}
+
+/// Keys gathered for one [`Table::get_many`] call.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Keys {
+    /// Empties the list, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Adds `key` (its answer will be at the index it was added at).
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends
+            .push(u32::try_from(self.bytes.len()).unwrap_or(u32::MAX));
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
@@ -70,6 +144,16 @@ impl Table {
     /// The current value for `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.0.get(key)
+    }
+
+    /// The current values of all `keys`, in one call to the host: for a
+    /// batch, much cheaper than a [`get`](Self::get) per record. Gather the
+    /// batch's keys in [`crate::Transform::begin_batch`].
+    pub fn get_many(&self, keys: &Keys) -> Lookup {
+        if keys.is_empty() {
+            return Lookup::default();
+        }
+        self.0.get_many(&keys.bytes, &keys.ends)
     }
 }
 

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::batch::{FlatBatch, Origin, Position};
 use crate::outcome::{FilterOutcome, InitError, TransformOutcome};
 use crate::plugin::{Filter, Transform, parse_config, run_filter, run_transform};
-use crate::tables::{Handle, TableError};
+use crate::tables::{Handle, Lookup, TableError};
 
 /// A record to feed a plugin in a test.
 #[derive(Debug, Clone, Default)]
@@ -145,6 +145,26 @@ impl Handle for MapHandle {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.0.get(key).cloned()
     }
+
+    fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> Lookup {
+        let mut lookup = Lookup::default();
+        let mut start = 0;
+        for &end in key_ends {
+            let key = keys.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            match self.0.get(key) {
+                Some(v) => {
+                    lookup.found.push(1);
+                    lookup.values.extend_from_slice(v);
+                }
+                None => lookup.found.push(0),
+            }
+            lookup
+                .value_ends
+                .push(u32::try_from(lookup.values.len()).unwrap_or(u32::MAX));
+        }
+        lookup
+    }
 }
 
 pub(crate) fn open_table(name: &str) -> Result<Box<dyn Handle>, TableError> {
@@ -154,6 +174,69 @@ pub(crate) fn open_table(name: &str) -> Result<Box<dyn Handle>, TableError> {
             "no test table `{name}`; define it with testing::set_table"
         ))),
     })
+}
+
+thread_local! {
+    static STATE: RefCell<StateMap> = RefCell::new(StateMap::default());
+}
+
+#[derive(Default)]
+struct StateMap {
+    entries: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    limit: Option<usize>,
+}
+
+impl StateMap {
+    fn bytes(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// Natively, [`crate::state`] reads and writes this thread's map.
+pub(crate) const STATE_BACKEND: crate::state::Backend = crate::state::Backend {
+    get: |key| STATE.with(|s| s.borrow().entries.get(key).cloned()),
+    put: |key, value| {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(limit) = s.limit {
+                let old = s.entries.get(key).map_or(0, |v| key.len() + v.len());
+                let after = s.bytes() - old + key.len() + value.len();
+                if after > limit {
+                    return Err(crate::state::StateError::Full(format!(
+                        "{after} bytes, past the test limit of {limit}"
+                    )));
+                }
+            }
+            s.entries.insert(key.to_vec(), value.to_vec());
+            Ok(())
+        })
+    },
+    delete: |key| {
+        STATE.with(|s| s.borrow_mut().entries.remove(key));
+    },
+};
+
+/// The plugin's state on this test thread, in key order.
+pub fn state() -> Vec<(Vec<u8>, Vec<u8>)> {
+    STATE.with(|s| {
+        s.borrow()
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// Empties the plugin's state on this test thread (as a restart of Sluice
+/// would).
+pub fn clear_state() {
+    STATE.with(|s| s.borrow_mut().entries.clear());
+}
+
+/// Caps the state on this test thread at `bytes` (keys plus values), as
+/// `[plugins.NAME] state_limit` does; `None` lifts the cap.
+pub fn set_state_limit(bytes: Option<usize>) {
+    STATE.with(|s| s.borrow_mut().limit = bytes);
 }
 
 thread_local! {
