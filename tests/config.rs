@@ -80,6 +80,10 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
         [plugins.g]
         on_error = "dead_letter"
 
+        [plugins.h]
+        path = "h.wasm"
+        state_limit = "12 parsecs"
+
         [sinks.s]
         type = "sse"
         heartbat = "5s"
@@ -100,6 +104,7 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
         "sources.typo.type: unknown type `kafak`; expected one of generator, http",
     );
     assert_problem(&p, "plugins.f.memory_limit: unknown size unit");
+    assert_problem(&p, "plugins.h.state_limit: unknown size unit");
     assert_problem(&p, "plugins.g: set exactly one of `path`");
     assert_problem(
         &p,

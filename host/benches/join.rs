@@ -226,25 +226,20 @@ fn main() {
             .unwrap()
     };
 
-    let input = purchases(KEYS);
-    sluice_sdk::testing::set_table("products", (0..KEYS).map(product));
-    let (mut wasm, mut nat) = (chain(&plugin, &table, &metrics), native());
-    compare(
-        "json-enrich, 1M-key table",
-        &input,
-        |b| wasm.process(b.clone()).records.len(),
-        |b| run_transform(&mut nat, &b.clone()).outputs.len(),
-    );
-
     let small = Arc::new(Table::new("products", &metrics));
     fill(&small, SMALL_KEYS);
-    let small_input = purchases(SMALL_KEYS);
-    sluice_sdk::testing::set_table("products", (0..SMALL_KEYS).map(product));
-    let (mut wasm, mut nat) = (chain(&plugin, &small, &metrics), native());
-    compare(
-        "json-enrich, 1K-key table",
-        &small_input,
-        |b| wasm.process(b.clone()).records.len(),
-        |b| run_transform(&mut nat, &b.clone()).outputs.len(),
-    );
+    for (label, table, keys) in [
+        ("json-enrich, 1M-key table", &table, KEYS),
+        ("json-enrich, 1K-key table", &small, SMALL_KEYS),
+    ] {
+        let input = purchases(keys);
+        sluice_sdk::testing::set_table("products", (0..keys).map(product));
+        let (mut wasm, mut nat) = (chain(&plugin, table, &metrics), native());
+        compare(
+            label,
+            &input,
+            |b| wasm.process(b.clone()).records.len(),
+            |b| run_transform(&mut nat, &b.clone()).outputs.len(),
+        );
+    }
 }
