@@ -26,6 +26,7 @@ use crate::config;
 use crate::kafka::EmbeddedKafka;
 use crate::metrics::{Gauge, Metrics};
 use crate::shutdown::Shutdown;
+use sluice_sdk::tables::Lookup;
 
 pub use kafka::KafkaTableConfig;
 pub use redis::RedisTableConfig;
@@ -112,32 +113,10 @@ impl Table {
     }
 
     /// Looks up every key of `keys` (key `i` ends at `key_ends[i]`) under
-    /// one read lock, appending each value found to `values`. Gives one
-    /// found flag and one value end per key; `None` when `key_ends` does not
-    /// fit `keys`.
-    pub fn get_many(
-        &self,
-        keys: &[u8],
-        key_ends: &[u32],
-        values: &mut Vec<u8>,
-    ) -> Option<(Vec<u8>, Vec<u32>)> {
-        let mut found = Vec::with_capacity(key_ends.len());
-        let mut value_ends = Vec::with_capacity(key_ends.len());
+    /// one read lock. `None` when `key_ends` does not fit `keys`.
+    pub fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> Option<Lookup> {
         let entries = self.read();
-        let mut start = 0;
-        for &end in key_ends {
-            let key = keys.get(start..end as usize)?;
-            start = end as usize;
-            match entries.get(key) {
-                Some(v) => {
-                    found.push(1);
-                    values.extend_from_slice(v);
-                }
-                None => found.push(0),
-            }
-            value_ends.push(u32::try_from(values.len()).ok()?);
-        }
-        Some((found, value_ends))
+        Lookup::build(keys, key_ends, |k| entries.get(k))
     }
 
     /// How many keys the table holds.
@@ -301,15 +280,15 @@ mod tests {
             (b"3", Some(b"three")),
         ]);
         table.apply([(&b"3"[..], None)]);
-        let mut values = Vec::new();
-        let (found, ends) = table
-            .get_many(b"1223x", &[1, 3, 4, 5], &mut values)
-            .unwrap();
-        assert_eq!(found, [1, 1, 0, 0]);
-        assert_eq!(ends, [3, 3, 3, 3]);
-        assert_eq!(values, b"one");
+        let lookup = table.get_many(b"1223x", &[1, 3, 4, 5]).unwrap();
+        assert_eq!(lookup.found, [1, 1, 0, 0]);
+        assert_eq!(lookup.value_ends, [3, 3, 3, 3]);
+        assert_eq!(lookup.values, b"one");
+        assert_eq!(lookup.get(0), Some(&b"one"[..]));
+        assert_eq!(lookup.get(1), Some(&b""[..]));
+        assert_eq!(lookup.get(2), None);
         // Ends that run backwards or past the keys are refused.
-        assert!(table.get_many(b"12", &[2, 1], &mut Vec::new()).is_none());
-        assert!(table.get_many(b"12", &[3], &mut Vec::new()).is_none());
+        assert!(table.get_many(b"12", &[2, 1]).is_none());
+        assert!(table.get_many(b"12", &[3]).is_none());
     }
 }

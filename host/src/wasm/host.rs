@@ -215,13 +215,12 @@ impl tables::HostTable for StoreState {
         keys: Vec<u8>,
         key_ends: Vec<u32>,
     ) -> WasmResult<tables::Lookup> {
-        let mut values = Vec::new();
         let table = &self.table.get(&table)?.0;
-        match table.get_many(&keys, &key_ends, &mut values) {
-            Some((found, value_ends)) => Ok(tables::Lookup {
-                found,
-                values,
-                value_ends,
+        match table.get_many(&keys, &key_ends) {
+            Some(l) => Ok(tables::Lookup {
+                found: l.found,
+                values: l.values,
+                value_ends: l.value_ends,
             }),
             None => Err(wasmtime::format_err!(
                 "get-many on table `{}`: key-ends do not fit the {} key bytes (or the values pass 4 GiB)",

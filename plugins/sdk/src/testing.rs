@@ -147,23 +147,8 @@ impl Handle for MapHandle {
     }
 
     fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> Lookup {
-        let mut lookup = Lookup::default();
-        let mut start = 0;
-        for &end in key_ends {
-            let key = keys.get(start..end as usize).unwrap_or_default();
-            start = end as usize;
-            match self.0.get(key) {
-                Some(v) => {
-                    lookup.found.push(1);
-                    lookup.values.extend_from_slice(v);
-                }
-                None => lookup.found.push(0),
-            }
-            lookup
-                .value_ends
-                .push(u32::try_from(lookup.values.len()).unwrap_or(u32::MAX));
-        }
-        lookup
+        // Key ends that do not fit the keys are the SDK's own bug here.
+        Lookup::build(keys, key_ends, |k| self.0.get(k)).unwrap_or_default()
     }
 }
 
