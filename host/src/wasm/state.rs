@@ -13,7 +13,6 @@
 //! batch to find a poison record therefore never applies a record twice.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,10 +115,13 @@ impl StateMap {
     }
 
     fn insert(&mut self, key: Box<[u8]>, value: Box<[u8]>) -> Option<Box<[u8]>> {
-        let added = key.len() + value.len();
-        let old = self.remove(&key);
-        self.bytes += added;
-        self.entries.insert(key, value);
+        let key_len = key.len();
+        self.bytes += key_len + value.len();
+        // One lookup; a key already there keeps its own allocation.
+        let old = self.entries.insert(key, value);
+        if let Some(v) = &old {
+            self.bytes -= key_len + v.len();
+        }
         old
     }
 }
@@ -193,6 +195,9 @@ impl StateTxn {
     /// Stores `value` under `key`; `Ok(Err(message))` when that would pass
     /// the limit (nothing is written then).
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<Result<(), String>, StateBusy> {
+        // Only a key's first write in a call is remembered (and copied) for
+        // a rollback.
+        let first = !self.undo.contains_key(key.as_slice());
         let limit = self.limit;
         let map = self.map()?;
         let old = map
@@ -207,24 +212,24 @@ impl StateTxn {
             )));
         }
         let key: Box<[u8]> = key.into();
-        let old = map.insert(key.clone(), value.into());
-        self.remember(key, old);
+        if first {
+            let old = map.insert(key.clone(), value.into());
+            self.undo.insert(key, old);
+        } else {
+            map.insert(key, value.into());
+        }
         Ok(Ok(()))
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), StateBusy> {
-        if let Some(old) = self.map()?.remove(key) {
-            self.remember(key.into(), Some(old));
+        let first = !self.undo.contains_key(key);
+        if let Some(old) = self.map()?.remove(key)
+            && first
+        {
+            self.undo.insert(key.into(), Some(old));
         }
         Ok(())
-    }
-
-    /// Keeps the first value a key had in this call, for a rollback.
-    fn remember(&mut self, key: Box<[u8]>, old: Option<Box<[u8]>>) {
-        if let Entry::Vacant(slot) = self.undo.entry(key) {
-            slot.insert(old);
-        }
     }
 
     /// Ends the call's transaction, keeping its writes.
