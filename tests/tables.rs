@@ -273,13 +273,34 @@ async fn the_route_waits_for_its_table_to_load_before_the_first_join() {
     let (status, body) = post_purchase(running.addr, 1, 3.45).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("waiting for a table"), "{body}");
-    let (_, health) = get(running.addr, "/metrics").await;
+    let (_, metrics) = get(running.addr, "/metrics").await;
     assert!(
-        health.contains("sluice_table_keys{table=\"products\"} 0"),
-        "{health}"
+        metrics.contains("sluice_table_keys{table=\"products\"} 0"),
+        "{metrics}"
+    );
+    let (status, ready) = get(running.addr, "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(
+        ready["waiting"],
+        serde_json::json!(["table `products` is loading", "source `in` is not open"])
+    );
+    let (status, health) = get(running.addr, "/health").await;
+    assert_eq!(status, 200, "loading is not a failure: {health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        health["tables"]["products"],
+        serde_json::json!({"ready": false, "keys": 0})
     );
 
     server.restart();
+    wait_ready(running.addr).await;
+    let (_, health) = get(running.addr, "/health").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        health["tables"]["products"],
+        serde_json::json!({"ready": true, "keys": 1})
+    );
     let accepted = eventually_async(WAIT, || async {
         post_purchase(running.addr, 1, 3.45).await.0 == 200
     })
@@ -362,6 +383,8 @@ async fn the_same_join_runs_against_a_redis_hash() {
     let dir = tempfile::tempdir().unwrap();
     let text = redis_join(&server.url(), "50ms");
     let running = start(&text, dir.path()).await;
+    // The source opens once the table has loaded (ingest answers 503 before).
+    wait_ready(running.addr).await;
     let post = |id: u32, price: f64| {
         let addr = running.addr;
         async move {

@@ -21,7 +21,7 @@
 //! - [`redis`]: reconnecting connections, entry ids and the entry ↔ record mapping Redis parts share.
 //! - [`tables`]: keyed tables for joins, loaded from Kafka topics or Redis.
 //! - [`template`]: names filled from records (`"client:{key}"`).
-//! - [`server`]: the hyper server: ingest, SSE, health and metrics.
+//! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`reload`]: plugin hot reload (file watch, debounce, load, swap).
 //! - [`runtime`]: starting everything from a config, reloading it (only the

@@ -5,6 +5,7 @@
 //! | `POST /ingest/{source}`            | records into an `http` source           |
 //! | `GET /sse/{sink}?client_id=X`      | events for client X from an `sse` sink (`Last-Event-ID` resumes when backed by Redis) |
 //! | `GET /health`                      | 200 when every route runs, else 503    |
+//! | `GET /ready`                       | 200 when every table has loaded and every source is open, else 503 |
 //! | `GET /metrics`                     | Prometheus text                        |
 //! | `GET /plugins`                     | each plugin's version, load time, reloads, last error |
 //!
@@ -33,6 +34,7 @@ use crate::sinks::SseHub;
 use crate::sinks::sse::Subscription;
 use crate::sources::IngestHandle;
 use crate::sources::http::{IngestError, parse_query, parse_request};
+use crate::tables::Tables;
 use crate::wasm::PluginSlot;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -49,6 +51,8 @@ pub struct Served {
     pub routes: Vec<RouteStatus>,
     /// Plugins, for `/plugins`.
     pub plugins: BTreeMap<String, Arc<PluginSlot>>,
+    /// Tables, for `/health` and `/ready`.
+    pub tables: Tables,
 }
 
 /// The server's state.
@@ -135,6 +139,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["health"]) => health(&served),
+        (&Method::GET, ["ready"]) => ready(&served),
         (&Method::GET, ["plugins"]) => {
             let list: Vec<_> = served.plugins.values().map(|s| s.status()).collect();
             text(
@@ -162,12 +167,12 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
                 &format!("no sse sink named `{sink}`"),
             ),
         },
-        (_, ["health" | "metrics" | "plugins"] | ["sse", _]) | (_, ["ingest", _]) => {
+        (_, ["health" | "ready" | "metrics" | "plugins"] | ["sse", _]) | (_, ["ingest", _]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "not found; try /health, /metrics, /ingest/{source} or /sse/{sink}",
+            "not found; try /health, /ready, /metrics, /plugins, /ingest/{source} or /sse/{sink}",
         ),
     }
 }
@@ -188,13 +193,51 @@ fn health(served: &Served) -> Response<Body> {
             (r.name().to_owned(), value)
         })
         .collect();
+    let tables: serde_json::Map<String, serde_json::Value> = served
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            let value = serde_json::json!({ "ready": t.is_ready(), "keys": t.len() });
+            (name.clone(), value)
+        })
+        .collect();
     let status = if failed { "degraded" } else { "ok" };
-    let body = serde_json::json!({ "status": status, "routes": routes }).to_string();
+    let body =
+        serde_json::json!({ "status": status, "routes": routes, "tables": tables }).to_string();
     let code = if failed {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
+    text(code, "application/json", body)
+}
+
+/// Readiness, for a load balancer or an orchestrator's readiness probe:
+/// whether requests would be served now. A route waiting for its tables
+/// keeps its sources closed (ingest answers 503), so this lists what it
+/// waits for.
+fn ready(served: &Served) -> Response<Body> {
+    let tables = served
+        .tables
+        .iter()
+        .filter(|(_, t)| !t.is_ready())
+        .map(|(name, _)| format!("table `{name}` is loading"));
+    let sources = served
+        .ingest
+        .iter()
+        .filter(|(_, h)| !h.is_open())
+        .map(|(name, _)| format!("source `{name}` is not open"));
+    let routes = served.routes.iter().filter_map(|r| match r.state() {
+        RouteState::Running => None,
+        RouteState::Failed(reason) => Some(format!("route `{}` stopped: {reason}", r.name())),
+    });
+    let waiting: Vec<String> = tables.chain(sources).chain(routes).collect();
+    let code = if waiting.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "ready": waiting.is_empty(), "waiting": waiting }).to_string();
     text(code, "application/json", body)
 }
 

@@ -132,6 +132,23 @@ pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     .await
 }
 
+/// Waits until `GET /ready` answers 200: every table has loaded and every
+/// `http` source is open. Panics with the last answer otherwise.
+pub async fn wait_ready(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(addr, "/ready").await;
+        if status == StatusCode::OK {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Posts newline-delimited JSON records to `/ingest/{source}`.
 pub async fn post_ndjson(
     addr: SocketAddr,

@@ -246,6 +246,7 @@ impl Running {
                 .flat_map(|u| u.statuses.iter().cloned())
                 .collect(),
             plugins: self.slots.clone(),
+            tables: self.tables.tables.clone(),
         });
     }
 

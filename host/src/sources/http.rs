@@ -147,6 +147,14 @@ impl IngestHandle {
         *self.output.write().unwrap_or_else(|p| p.into_inner()) = Some(output);
     }
 
+    /// Whether the source takes records now (see [`IngestError::Unavailable`]).
+    pub fn is_open(&self) -> bool {
+        self.output
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     fn close(&self) {
         *self.output.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
