@@ -35,6 +35,10 @@ pub struct Changes {
     /// Routes whose own config, plugins or sinks changed (a subset of the
     /// routes of the units in `start`, plus removed routes).
     pub routes: BTreeSet<String>,
+    /// Tables to load (new, or their config changed).
+    pub tables: BTreeSet<String>,
+    /// Tables to stop (gone, or their config changed).
+    pub old_tables: BTreeSet<String>,
     /// Settings that only take effect after a restart.
     pub need_restart: Vec<String>,
 }
@@ -43,9 +47,20 @@ impl Changes {
     /// What turning `old` into `new` takes.
     pub fn between(old: &Config, new: &Config) -> Self {
         let mut c = Changes {
-            plugins: changed(&old.plugins, &new.plugins),
+            tables: changed(&old.tables, &new.tables),
+            old_tables: changed(&new.tables, &old.tables),
             ..Changes::default()
         };
+        // A plugin that reads a table being replaced is loaded again, so
+        // that it opens the new table (and its routes restart, waiting for
+        // the new table to load before they read).
+        c.plugins = changed(&old.plugins, &new.plugins);
+        c.plugins.extend(
+            new.plugins
+                .iter()
+                .filter(|(_, p)| p.tables.iter().any(|t| c.tables.contains(t)))
+                .map(|(name, _)| name.clone()),
+        );
         c.sinks = changed(&old.sinks, &new.sinks);
         c.old_sinks = changed(&new.sinks, &old.sinks);
 
@@ -87,13 +102,6 @@ impl Changes {
             }
         }
 
-        let tables: BTreeSet<String> = changed(&old.tables, &new.tables)
-            .into_iter()
-            .chain(changed(&new.tables, &old.tables))
-            .collect();
-        for name in tables {
-            c.need_restart.push(format!("tables.{name}"));
-        }
         if old.server.listen != new.server.listen {
             c.need_restart.push(format!(
                 "server.listen ({} → {})",
@@ -106,6 +114,8 @@ impl Changes {
     /// Whether the new config changes nothing that runs.
     pub fn is_empty(&self) -> bool {
         self.plugins.is_empty()
+            && self.tables.is_empty()
+            && self.old_tables.is_empty()
             && self.sinks.is_empty()
             && self.old_sinks.is_empty()
             && self.stop.is_empty()
@@ -247,5 +257,38 @@ to = ["out_b"]
         let c = Changes::between(&parse(BASE), &parse(&new));
         assert!(c.is_empty());
         assert_eq!(c.need_restart.len(), 1, "{:?}", c.need_restart);
+    }
+
+    #[test]
+    fn a_changed_table_reloads_the_plugins_reading_it_and_restarts_their_units() {
+        let with_table = |hash: &str| {
+            format!(
+                "{BASE}\n[tables.t]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1\"\nhash = \"{hash}\"\n\
+                 [plugins.j]\npath = \"j.wasm\"\ntables = [\"t\"]\n[plugins.k]\npath = \"k.wasm\"\n"
+            )
+            .replace("from = \"a\"\n", "from = \"a\"\nthrough = [\"j\"]\n")
+            .replace("from = \"b\"\n", "from = \"b\"\nthrough = [\"k\"]\n")
+        };
+        let c = Changes::between(&parse(&with_table("h1")), &parse(&with_table("h2")));
+        assert_eq!(c.tables, set(&["t"]));
+        assert_eq!(c.old_tables, set(&["t"]));
+        assert_eq!(c.plugins, set(&["j"]));
+        assert_eq!(c.stop, set(&["a"]));
+        assert_eq!(c.start, set(&["a"]));
+        assert_eq!(c.keep, set(&["b"]));
+        assert!(c.need_restart.is_empty(), "{:?}", c.need_restart);
+
+        // A table nothing reads yet: loaded, and nothing restarts.
+        let extra = format!(
+            "{}\n[tables.u]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1\"\nhash = \"u\"\n",
+            with_table("h1")
+        );
+        let c = Changes::between(&parse(&with_table("h1")), &parse(&extra));
+        assert_eq!(c.tables, set(&["u"]));
+        assert!(c.old_tables.is_empty() && c.plugins.is_empty() && c.start.is_empty());
+        assert!(!c.is_empty());
+        let c = Changes::between(&parse(&extra), &parse(&with_table("h1")));
+        assert_eq!(c.old_tables, set(&["u"]));
+        assert!(c.tables.is_empty());
     }
 }

@@ -8,11 +8,14 @@
 //!
 //! Reload ([`Running::reload`]): the new config is already parsed and
 //! validated; what it changes is worked out by [`Changes`]. Everything that
-//! can fail (loading changed plugins, starting changed sinks, creating
+//! can fail (building changed tables' loaders, loading changed plugins and
+//! the plugins that read changed tables, starting changed sinks, creating
 //! changed sources) happens before anything running is touched, so a
 //! config that cannot run leaves the old one running. Then the changed
-//! units are stopped and drained, replaced sinks flushed, and the new units
-//! started. Units nothing touched keep running throughout.
+//! units are stopped and drained, replaced sinks flushed, replaced tables'
+//! loaders stopped and the new ones started, and the new units started
+//! (waiting for their tables). Units nothing touched keep running
+//! throughout.
 //!
 //! Files: `unit` (a source and its routes), `diff` (what a new config
 //! changes), `reload` (applying it), `watch` (SIGHUP and the config file),
@@ -134,7 +137,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     let metrics = Metrics::new();
     let (trigger, shutdown) = shutdown::channel();
     let embedded = ensure_embedded(&config, None)?;
-    let tables = tables::start(&config.tables, &metrics, embedded.as_ref(), &shutdown)?;
+    let tables = RunningTables::start(&config.tables, &metrics, embedded.as_ref())?;
     // The plugins' `presence` import: connected to any SSE sink.
     let presence_hubs = Arc::new(RwLock::new(Vec::new()));
     let presence = {
@@ -146,7 +149,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     };
     let imports = HostImports {
         presence,
-        tables: tables.tables.clone(),
+        tables: tables.tables().clone(),
         states: PluginStates::new(metrics.clone()),
     };
     let plugins = load_all(&config, |_| true, &imports).await?;
@@ -246,7 +249,7 @@ impl Running {
                 .flat_map(|u| u.statuses.iter().cloned())
                 .collect(),
             plugins: self.slots.clone(),
-            tables: self.tables.tables.clone(),
+            tables: self.tables.tables().clone(),
         });
     }
 
@@ -285,7 +288,7 @@ impl Running {
         self.watchers.trigger();
         let units = self.units;
         let sinks = self.sinks;
-        let table_tasks = self.tables.tasks;
+        let table_tasks = self.tables.stop();
         let server = self.server;
         let embedded = self.embedded;
         let drain = async move {

@@ -11,7 +11,7 @@ use anyhow::bail;
 use super::{Changes, Running, close_hubs, ensure_embedded, load_all, unit};
 use crate::config::Config;
 use crate::sinks::{self, BuiltSink};
-use crate::wasm::PluginSlot;
+use crate::wasm::{HostImports, PluginSlot};
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct ReloadReport {
     pub plugins: Vec<String>,
     /// Sinks started anew (new, or their config changed).
     pub sinks: Vec<String>,
+    /// Tables loaded anew (new, or their config changed).
+    pub tables: Vec<String>,
     /// Changed settings that need a restart, and were not applied.
     pub need_restart: Vec<String>,
 }
@@ -43,13 +45,14 @@ impl fmt::Display for ReloadReport {
         };
         write!(
             f,
-            "started [{}], restarted [{}], stopped [{}], kept [{}]; plugins loaded [{}]; sinks started [{}]",
+            "started [{}], restarted [{}], stopped [{}], kept [{}]; plugins loaded [{}]; sinks started [{}]; tables loaded [{}]",
             list(&self.started),
             list(&self.restarted),
             list(&self.stopped),
             list(&self.kept),
             list(&self.plugins),
             list(&self.sinks),
+            list(&self.tables),
         )
     }
 }
@@ -94,22 +97,34 @@ impl Running {
         }
 
         // 1. Everything that can fail, before anything running is touched.
+        let embedded = ensure_embedded(&new, self.embedded.as_ref())?;
+        let broker = embedded.as_ref().or(self.embedded.as_ref());
+        let tables = self.tables.prepare(
+            &new.tables,
+            &changes.tables,
+            &changes.old_tables,
+            &self.metrics,
+            broker,
+        )?;
+        // Plugins loaded for the new config open the new tables.
+        let imports = HostImports {
+            tables: tables.tables().clone(),
+            ..self.imports.clone()
+        };
         let mut loaded: BTreeMap<String, Arc<PluginSlot>> =
-            load_all(&new, |n| changes.plugins.contains(n), &self.imports)
+            load_all(&new, |n| changes.plugins.contains(n), &imports)
                 .await?
                 .iter()
                 .map(|(name, p)| (name.clone(), PluginSlot::new(p)))
                 .collect();
-        let embedded = ensure_embedded(&new, self.embedded.as_ref())?;
         let built = sinks::build(
             &new,
             |name| changes.sinks.contains(name),
             &self.metrics,
-            embedded.as_ref().or(self.embedded.as_ref()),
+            broker,
         )
         .await?;
         for name in &changes.start {
-            let broker = embedded.as_ref().or(self.embedded.as_ref());
             if let Err(e) = unit::check_source(name, &new, broker, &self.metrics) {
                 close_hubs(built.values().filter_map(|s| s.hub.as_ref()));
                 return Err(e);
@@ -134,6 +149,10 @@ impl Running {
                 stop_sink(name, sink, grace).await;
             }
         }
+        // Nothing reads the replaced tables now: their readers' units
+        // stopped above.
+        self.tables.apply(tables, grace).await;
+        self.imports = imports;
 
         // 3. Start what is new.
         for name in &changes.plugins {
@@ -163,6 +182,7 @@ impl Running {
         report.stopped = changes.stop.difference(&changes.start).cloned().collect();
         report.plugins = changes.plugins.iter().cloned().collect();
         report.sinks = changes.sinks.iter().cloned().collect();
+        report.tables = changes.tables.iter().cloned().collect();
         self.publish();
         self.spawn_watchers();
         if !failed.is_empty() {

@@ -3,9 +3,11 @@
 //! runs.
 //!
 //! - [`Table`]: one table's entries, its readiness and its metrics.
-//! - [`Tables`]: every table of a config, by name, started together.
+//! - [`Tables`]: every table of a config, by name.
 //! - [`kafka`] and [`redis`]: the loaders that fill a table and follow
 //!   its source.
+//! - [`RunningTables`] (`running.rs`): the loaders of a running config,
+//!   started together and replaced one by one on a config reload.
 //!
 //! A table is *ready* once it has caught up to the end of its source as
 //! it was when loading began (every partition's end offset for Kafka; the
@@ -15,21 +17,20 @@
 
 pub mod kafka;
 pub mod redis;
+mod running;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::kafka::EmbeddedKafka;
 use crate::metrics::{Gauge, Metrics};
-use crate::shutdown::Shutdown;
 use sluice_sdk::tables::Lookup;
 
 pub use kafka::KafkaTableConfig;
 pub use redis::RedisTableConfig;
+pub use running::{RunningTables, TableSwap};
 
 /// `[tables.NAME]`: one variant per `type`.
 #[derive(Debug, Clone)]
@@ -164,6 +165,12 @@ impl Table {
         self.size.set(len as i64);
     }
 
+    /// Drops every entry (a table removed or replaced by a config reload).
+    pub(crate) fn clear(&self) {
+        self.replace(Entries::new());
+        self.set_lag(0);
+    }
+
     /// Marks the table caught up (once; logged).
     pub(crate) fn set_ready(&self) {
         if !self.is_ready() {
@@ -204,7 +211,7 @@ impl Tables {
     }
 
     /// These tables, by their names (for benchmarks and tests; a running
-    /// config gets its tables from [`start`]).
+    /// config gets its tables from [`RunningTables`]).
     pub fn of(tables: impl IntoIterator<Item = Arc<Table>>) -> Self {
         Self(Arc::new(
             tables
@@ -223,48 +230,6 @@ impl Tables {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Table>)> {
         self.0.iter()
     }
-}
-
-/// Running tables and their loader tasks.
-#[derive(Debug, Default)]
-pub struct RunningTables {
-    /// The tables.
-    pub tables: Tables,
-    /// The loaders; they end at shutdown.
-    pub tasks: Vec<JoinHandle<()>>,
-}
-
-/// Starts a loader for every table in `configs`.
-pub fn start(
-    configs: &BTreeMap<String, TableConfig>,
-    metrics: &Metrics,
-    embedded: Option<&EmbeddedKafka>,
-    shutdown: &Shutdown,
-) -> anyhow::Result<RunningTables> {
-    use anyhow::Context;
-    let mut tables = BTreeMap::new();
-    let mut tasks = Vec::new();
-    for (name, config) in configs {
-        let table = Arc::new(Table::new(name, metrics));
-        let task = match config {
-            TableConfig::Kafka(c) => {
-                let loader = kafka::KafkaLoader::new(Arc::clone(&table), c, embedded)
-                    .with_context(|| format!("tables.{name}"))?;
-                tokio::spawn(loader.run(shutdown.clone()))
-            }
-            TableConfig::Redis(c) => {
-                let loader = redis::RedisLoader::new(Arc::clone(&table), c)
-                    .with_context(|| format!("tables.{name}"))?;
-                tokio::spawn(loader.run(shutdown.clone()))
-            }
-        };
-        tables.insert(name.clone(), table);
-        tasks.push(task);
-    }
-    Ok(RunningTables {
-        tables: Tables(Arc::new(tables)),
-        tasks,
-    })
 }
 
 #[cfg(test)]
