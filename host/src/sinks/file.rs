@@ -53,16 +53,22 @@ impl Sink for FileSink {
         self.file.write_all(&self.buf).await.map_err(io)?;
         self.file.flush().await.map_err(io)?;
         if self.fsync {
-            self.file.sync_data().await.map_err(io)?;
+            synced(self.file.sync_data().await).map_err(io)?;
         }
         Ok(acked())
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         let name = self.name.clone();
-        self.file
-            .sync_all()
-            .await
-            .map_err(|source| SinkError::Io { sink: name, source })
+        synced(self.file.sync_all().await).map_err(|source| SinkError::Io { sink: name, source })
+    }
+}
+
+/// A sync's result, where a file that cannot be synced (a pipe, a
+/// terminal: `EINVAL`) has nothing to sync rather than failed.
+fn synced(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
     }
 }

@@ -6,8 +6,10 @@
 //! `enable.auto.offset.store = false`) only when the [`tracker::Tracker`]
 //! says a prefix of a partition's batches is delivered, and librdkafka
 //! commits stored offsets every `commit_interval`, at every rebalance and at
-//! shutdown.
+//! shutdown. While the routes are full the source reads nothing more, and a
+//! long wait pauses its partitions so the group keeps it (`stall.rs`).
 
+mod stall;
 mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +33,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::pipeline::{AckResult, BatchAck};
 use crate::record::{FlatBatch, Origin, Position};
 use crate::shutdown::Shutdown;
+use stall::{Handing, Stall};
 use tracker::Ticket;
 pub use tracker::Tracker;
 
@@ -93,6 +96,8 @@ fn default_commit_interval() -> HumanDuration {
 struct SourceContext {
     name: String,
     generation: AtomicU64,
+    /// `sluice_source_rebalances_total`: assignments taken away.
+    revocations: Counter,
 }
 
 impl ClientContext for SourceContext {}
@@ -106,6 +111,7 @@ impl ConsumerContext for SourceContext {
                 tracing::debug!(source = %self.name, error = %e, "Nothing committed at revoke.");
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
+            self.revocations.add(1);
             tracing::info!(source = %self.name, partitions = partitions.count(), "Partitions revoked.");
         }
     }
@@ -137,6 +143,7 @@ pub(crate) struct KafkaSource {
     bootstrap: String,
     records: Counter,
     failures: Counter,
+    revocations: Counter,
 }
 
 impl KafkaSource {
@@ -154,6 +161,7 @@ impl KafkaSource {
             bootstrap,
             records: metrics.counter("sluice_source_records_total", &[("source", name)]),
             failures: metrics.counter("sluice_source_ack_failures_total", &[("source", name)]),
+            revocations: metrics.counter("sluice_source_rebalances_total", &[("source", name)]),
         })
     }
 
@@ -185,6 +193,7 @@ impl KafkaSource {
         let context = SourceContext {
             name: self.name.clone(),
             generation: AtomicU64::new(0),
+            revocations: self.revocations.clone(),
         };
         let consumer: StreamConsumer<SourceContext> =
             kafka::client_config(&self.bootstrap, &defaults, &c.options)
@@ -218,12 +227,29 @@ impl Source for KafkaSource {
         let period = timeout.clamp(Duration::from_millis(1), Duration::from_millis(20));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let batch_size = self.config.batch_size.max(1);
+        let pause_after = Stall::pause_after(self.max_poll_interval());
+        // A batch the routes have not taken yet (see `stall`): while there
+        // is one, nothing more is read, unless the partitions are paused.
+        let mut stall: Option<Stall> = None;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => break,
                 Some(done) = done_rx.recv() => self.complete(&consumer, &mut tracker, done),
-                message = consumer.recv() => match message {
+                () = Stall::taken(&mut stall) => {
+                    if let Some(s) = stall.take() {
+                        s.end(&consumer, &self.name);
+                    }
+                    // A batch that filled up meanwhile goes next.
+                    let full = filling.iter().find(|(_, f)| f.batch.len() >= batch_size);
+                    if let Some(key) = full.map(|(k, _)| k.clone())
+                        && let Some(f) = filling.remove(&key)
+                    {
+                        stall = Stall::begin(self.flush(&consumer, &out, &mut tracker, &done_tx, key, f)).await;
+                    }
+                }
+                message = consumer.recv(), if stall.is_none() || Stall::paused(&stall) => match message {
                     Ok(m) => {
                         let key = (m.topic().to_owned(), m.partition());
                         let f = filling.entry(key.clone()).or_insert_with(|| Filling {
@@ -237,10 +263,13 @@ impl Source for KafkaSource {
                         });
                         push_message(&mut f.batch, &m);
                         f.last_offset = m.offset();
-                        if f.batch.len() >= self.config.batch_size.max(1)
+                        if let Some(s) = stall.as_mut() {
+                            // A partition assigned while paused: pause it too.
+                            s.pause_if_due(&consumer, Duration::ZERO, &self.name);
+                        } else if f.batch.len() >= batch_size
                             && let Some(f) = filling.remove(&key)
                         {
-                            self.flush(&consumer, &out, &mut tracker, &done_tx, key, f).await;
+                            stall = Stall::begin(self.flush(&consumer, &out, &mut tracker, &done_tx, key, f)).await;
                         }
                     }
                     Err(e) => {
@@ -249,18 +278,30 @@ impl Source for KafkaSource {
                     }
                 },
                 _ = tick.tick() => {
+                    if let Some(s) = stall.as_mut() {
+                        s.pause_if_due(&consumer, pause_after, &self.name);
+                        continue;
+                    }
                     let due: Vec<_> = filling
                         .iter()
                         .filter(|(_, f)| f.started.elapsed() >= timeout)
                         .map(|(k, _)| k.clone())
                         .collect();
                     for key in due {
+                        if stall.is_some() {
+                            break;
+                        }
                         if let Some(f) = filling.remove(&key) {
-                            self.flush(&consumer, &out, &mut tracker, &done_tx, key, f).await;
+                            stall = Stall::begin(self.flush(&consumer, &out, &mut tracker, &done_tx, key, f)).await;
                         }
                     }
                 }
             }
+        }
+        // The batch being handed over is finished first (its offsets are
+        // tracked already).
+        if let Some(s) = stall.take() {
+            s.finish(&consumer, &self.name).await;
         }
         // Stop reading; let what is in flight finish, then commit it.
         drop(out);
@@ -280,7 +321,10 @@ impl Source for KafkaSource {
 }
 
 impl KafkaSource {
-    async fn flush(
+    /// Starts handing `f` to the routes: tracks its offsets and returns
+    /// the hand-over, which waits while the routes are full (backpressure
+    /// reaches the consumer).
+    fn flush(
         &self,
         consumer: &StreamConsumer<SourceContext>,
         out: &SourceOutput,
@@ -288,7 +332,7 @@ impl KafkaSource {
         done_tx: &mpsc::UnboundedSender<Completion>,
         key: (String, i32),
         f: Filling,
-    ) {
+    ) -> Handing {
         let generation = consumer.context().generation.load(Ordering::Acquire);
         let ticket = tracker.begin(key, generation, f.last_offset);
         self.records.add(f.batch.len() as u64);
@@ -296,8 +340,18 @@ impl KafkaSource {
         let (_ack, hold) = BatchAck::new(move |result| {
             let _ = done_tx.send(Completion { ticket, result });
         });
-        // Waits while the routes are full: backpressure reaches the consumer.
-        out.send(f.batch, hold).await;
+        let out = out.clone();
+        Box::pin(async move { out.send(f.batch, hold).await })
+    }
+
+    /// The group's `max.poll.interval.ms` (librdkafka's default unless set
+    /// in `options`).
+    fn max_poll_interval(&self) -> Duration {
+        self.config
+            .options
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(300), Duration::from_millis)
     }
 
     fn complete(
