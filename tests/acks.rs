@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use common::*;
@@ -19,23 +18,7 @@ use serde_json::json;
 #[tokio::test]
 async fn the_ack_waits_for_the_slowest_sink() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("slow.fifo");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Opening a FIFO for writing blocks until a reader opens it: open the
-    // read end first, on a thread, and read nothing until told to.
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || {
-        let mut f = std::fs::File::open(reader_path).unwrap();
-        go_rx.recv().unwrap();
-        let mut all = Vec::new();
-        f.read_to_end(&mut all).unwrap();
-        all
-    });
+    let fifo = HeldFifo::new(dir.path());
     let text = format!(
         r#"
         [sources.in]
@@ -50,7 +33,7 @@ async fn the_ack_waits_for_the_slowest_sink() {
         from = "in"
         to = ["fast", "slow"]
         "#,
-        fifo.display()
+        fifo.path.display()
     );
     let running = start(&text, dir.path()).await;
     // Bigger than the pipe's 64 KiB buffer, so the slow sink's write blocks.
@@ -68,14 +51,14 @@ async fn the_ack_waits_for_the_slowest_sink() {
         "acknowledged before the slow sink had the record"
     );
 
-    go_tx.send(()).unwrap();
+    fifo.release();
     let (status, body) = tokio::time::timeout(Duration::from_secs(5), post)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     running.shutdown().await.unwrap();
-    let written = reader.join().unwrap();
+    let written = fifo.written();
     let line: serde_json::Value = serde_json::from_slice(written.trim_ascii()).unwrap();
     assert_eq!(line["value"].as_str().unwrap().len(), 200_000);
 }

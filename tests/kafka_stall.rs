@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use common::kafka::*;
@@ -34,21 +33,7 @@ async fn a_stall_longer_than_the_poll_interval_keeps_the_group_and_delivers_once
     produce(&bootstrap, &topic, &records).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("slow.fifo");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || {
-        let mut f = std::fs::File::open(reader_path).unwrap();
-        go_rx.recv().unwrap();
-        let mut all = String::new();
-        f.read_to_string(&mut all).unwrap();
-        all
-    });
+    let fifo = HeldFifo::new(dir.path());
     let text = format!(
         r#"
         [sources.in]
@@ -70,7 +55,7 @@ async fn a_stall_longer_than_the_poll_interval_keeps_the_group_and_delivers_once
         workers = 1
         queue = 1
         "#,
-        fifo = fifo.display()
+        fifo = fifo.path.display()
     );
     let running = start(&text, dir.path()).await;
     let source_read = |n: u64| {
@@ -89,7 +74,7 @@ async fn a_stall_longer_than_the_poll_interval_keeps_the_group_and_delivers_once
     );
     // Stall for more than twice the poll interval.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    go_tx.send(()).unwrap();
+    fifo.release();
 
     assert!(
         eventually(Duration::from_secs(30), || source_read(RECORDS as u64)).await,
@@ -100,7 +85,7 @@ async fn a_stall_longer_than_the_poll_interval_keeps_the_group_and_delivers_once
         .value("sluice_source_rebalances_total", &[("source", "in")])
         .unwrap_or(0);
     running.shutdown().await.unwrap();
-    let out = reader.join().unwrap();
+    let out = String::from_utf8(fifo.written()).unwrap();
     let seen: Vec<u64> = out
         .lines()
         .map(|l| {

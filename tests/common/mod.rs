@@ -411,3 +411,45 @@ pub fn replace_file(from: &Path, to: &Path) {
     std::fs::copy(from, &tmp).unwrap();
     std::fs::rename(&tmp, to).unwrap();
 }
+
+/// A FIFO whose reader opens it at once (opening for writing blocks until
+/// then) but reads nothing until [`HeldFifo::release`]: a `file` sink
+/// writing to it stalls once the pipe's 64 KiB buffer is full.
+pub struct HeldFifo {
+    pub path: PathBuf,
+    go: std::sync::mpsc::Sender<()>,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl HeldFifo {
+    pub fn new(dir: &Path) -> Self {
+        let path = dir.join("slow.fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader_path = path.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::open(reader_path).unwrap();
+            let _ = go_rx.recv();
+            let mut all = Vec::new();
+            f.read_to_end(&mut all).unwrap();
+            all
+        });
+        Self { path, go, reader }
+    }
+
+    /// Lets the reader read.
+    pub fn release(&self) {
+        let _ = self.go.send(());
+    }
+
+    /// Everything written, once the writer has closed the FIFO.
+    pub fn written(self) -> Vec<u8> {
+        self.release();
+        self.reader.join().unwrap()
+    }
+}
