@@ -265,7 +265,7 @@ impl Source for KafkaSource {
                         f.last_offset = m.offset();
                         if let Some(s) = stall.as_mut() {
                             // A partition assigned while paused: pause it too.
-                            s.pause_if_due(&consumer, Duration::ZERO, &self.name);
+                            s.pause(&consumer, &self.name);
                         } else if f.batch.len() >= batch_size
                             && let Some(f) = filling.remove(&key)
                         {

@@ -71,18 +71,23 @@ impl Stall {
         PAUSE_AFTER.min(max_poll / 3)
     }
 
-    /// Pauses the current assignment once the stall has lasted `after`.
-    /// Also after a rebalance while paused: newly assigned partitions are
-    /// not paused yet.
+    /// Pauses the current assignment once the stall has lasted `after`
+    /// (once: the ticks that follow do nothing).
     pub(super) fn pause_if_due<C: ConsumerContext>(
         &mut self,
         consumer: &StreamConsumer<C>,
         after: Duration,
         source: &str,
     ) {
-        if self.since.elapsed() < after {
-            return;
+        if !self.paused && self.since.elapsed() >= after {
+            self.pause(consumer, source);
         }
+    }
+
+    /// Pauses the current assignment now. Also for a record that arrived
+    /// while paused: it came from a partition assigned since, which is not
+    /// paused yet.
+    pub(super) fn pause<C: ConsumerContext>(&mut self, consumer: &StreamConsumer<C>, source: &str) {
         match consumer.assignment() {
             Ok(assignment) => match consumer.pause(&assignment) {
                 Ok(()) => {
