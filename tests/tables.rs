@@ -88,7 +88,7 @@ fn values(recs: &[Rec]) -> Vec<&str> {
 /// Every topic name here is the example's own, so each test has a broker to
 /// itself (the mock cluster; an external broker would share them).
 fn own_broker() -> Broker {
-    Broker::Mock(sluice::kafka::EmbeddedKafka::start().unwrap())
+    Broker::Mock(sluice::common::kafka::EmbeddedKafka::start().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,7 +208,6 @@ fn main() {
             ..HostImports::default()
         };
         rt.block_on(load_plugin_with(
-            &config,
             "enrich",
             &config.plugins["enrich"],
             imports,

@@ -22,8 +22,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::common::kafka::EmbeddedKafka;
 use sluice::config::Config;
-use sluice::kafka::EmbeddedKafka;
 
 // librdkafka's mock broker keeps only a few MB per partition (older
 // segments are dropped), so stay well under that; an external broker gets

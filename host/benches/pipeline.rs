@@ -96,10 +96,10 @@ fn main() {
     let text = config_text(&root, (BATCH * BATCHES) as u64);
     let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
     let (filter, transform) = rt.block_on(async {
-        let f = load_plugin(&config, "filter", &config.plugins["filter"])
+        let f = load_plugin("filter", &config.plugins["filter"])
             .await
             .unwrap();
-        let t = load_plugin(&config, "transform", &config.plugins["transform"])
+        let t = load_plugin("transform", &config.plugins["transform"])
             .await
             .unwrap();
         (f, t)

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::common::kafka::EmbeddedKafka;
 use sluice::config::Config;
-use sluice::kafka::EmbeddedKafka;
 
 const RECORDS: usize = 80_000;
 const PARTITIONS: i32 = 4;

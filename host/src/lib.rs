@@ -11,14 +11,17 @@
 //!
 //! Module map:
 //! - [`config`]: the TOML config: sections, `${VAR}` interpolation, validation.
+//! - [`kinds`]: the shape every source, sink and table kind shares, and
+//!   the one list per section that names them.
 //! - [`record`]: the flat batch and record types (shared with the SDK).
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
 //! - [`sources`]: `generator`, `http` ingest, `kafka` and `redis` streams.
 //! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`, `redis_hash`,
 //!   `file`, `stdout` and `blackhole`, and the sink driver.
-//! - [`kafka`]: the embedded broker and client settings Kafka parts share.
-//! - [`redis`]: reconnecting connections, entry ids and the entry ↔ record mapping Redis parts share.
+//! - [`common`]: client code the parts share: Kafka settings and the
+//!   embedded broker, reconnecting Redis connections and the entry ↔ record
+//!   mapping, backoff.
 //! - [`tables`]: keyed tables for joins, loaded from Kafka topics or Redis.
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
@@ -28,12 +31,12 @@
 //!   changed sources and their routes), and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
+pub mod common;
 pub mod config;
-pub mod kafka;
+pub mod kinds;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
-pub mod redis;
 pub mod reload;
 pub mod runtime;
 pub mod server;

@@ -48,7 +48,6 @@ pub fn spawn_dev(
     let mut crates: HashMap<PathBuf, Vec<String>> = HashMap::new();
     for (name, plugin) in &config.plugins {
         if let Some(PluginSource::Crate(dir)) = plugin.source() {
-            let dir = config.resolve(&dir);
             let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
             crates.entry(dir).or_default().push(name.clone());
         }
@@ -240,7 +239,7 @@ async fn reload_loop(
                 plugin_config.path = Some(slot.status().file);
             }
             let started = std::time::Instant::now();
-            match load_plugin_with(&config, name, &plugin_config, imports.clone()).await {
+            match load_plugin_with(name, &plugin_config, imports.clone()).await {
                 Ok(loaded) if loaded.plugin.hash == slot.status().version => {
                     tracing::debug!(plugin = %name, "Plugin file touched but unchanged.");
                 }

@@ -26,9 +26,9 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::common::redis::EntryId;
 use crate::metrics::Metrics;
 use crate::pipeline::{RouteState, RouteStatus};
-use crate::redis::EntryId;
 use crate::shutdown::Shutdown;
 use crate::sinks::SseHub;
 use crate::sinks::sse::Subscription;

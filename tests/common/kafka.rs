@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::kafka::EmbeddedKafka;
+use sluice::common::kafka::EmbeddedKafka;
 
 pub enum Broker {
     Mock(EmbeddedKafka),

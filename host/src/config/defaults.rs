@@ -1,6 +1,10 @@
-//! Every default value in the config, in one place.
+//! Every default value in the config, in one place: constants, and the
+//! functions serde's `default = "..."` names (one per key).
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use super::{ByteSize, HumanDuration};
 
 /// `[server] listen`.
 pub const LISTEN: &str = "127.0.0.1:8080";
@@ -38,3 +42,153 @@ pub const SSE_QUEUE: usize = 1024;
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// How long graceful shutdown may take before tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+// The functions serde calls for keys left out, named `<part>_<key>`.
+
+/// `[tables.X] refresh` (type = redis).
+pub fn redis_table_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// `[server] hot_reload`.
+pub fn server_hot_reload() -> bool {
+    true
+}
+
+/// `[server] listen`.
+pub fn server_listen() -> SocketAddr {
+    // The literal is a valid address; see `LISTEN`.
+    LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// `[server] shutdown_grace`.
+pub fn server_grace() -> HumanDuration {
+    HumanDuration(SHUTDOWN_GRACE)
+}
+
+/// `[routes.X] workers`.
+pub fn route_workers() -> usize {
+    WORKERS
+}
+
+/// `[routes.X] queue`.
+pub fn route_queue() -> usize {
+    ROUTE_QUEUE
+}
+
+/// `[plugins.X] poison_attempts`.
+pub fn plugin_poison_attempts() -> usize {
+    POISON_ATTEMPTS
+}
+
+/// `[plugins.X] memory_limit`.
+pub fn plugin_memory() -> ByteSize {
+    ByteSize(MEMORY_LIMIT)
+}
+
+/// `[plugins.X] state_limit`.
+pub fn plugin_state_limit() -> ByteSize {
+    ByteSize(STATE_LIMIT)
+}
+
+/// `[plugins.X] timeout`.
+pub fn plugin_timeout() -> HumanDuration {
+    HumanDuration(TIMEOUT)
+}
+
+/// `[sinks.X] heartbeat` (type = sse).
+pub fn sse_heartbeat() -> HumanDuration {
+    HumanDuration(HEARTBEAT)
+}
+
+/// `[sinks.X] queue` (type = sse).
+pub fn sse_queue() -> usize {
+    SSE_QUEUE
+}
+
+/// `[sinks.X.redis] stream` (type = sse).
+pub fn sse_redis_stream() -> String {
+    "client:{client_id}".into()
+}
+
+/// `[sinks.X.redis] presence_ttl` (type = sse).
+pub fn sse_redis_presence_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+/// `[sinks.X.redis] presence_refresh` (type = sse).
+pub fn sse_redis_presence_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// `[sinks.X] delivery_timeout` (type = kafka).
+pub fn kafka_sink_delivery_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+/// `[sinks.X] value_field` (type = redis_stream, and sse with redis).
+pub fn entry_value_field() -> String {
+    "value".into()
+}
+
+/// `[sinks.X] key_field` (type = redis_stream, and sse with redis).
+pub fn entry_key_field() -> String {
+    "key".into()
+}
+
+/// `[sources.X] discover_interval` (type = redis).
+pub fn redis_source_discover_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+/// `[sources.X] batch_size` (type = redis).
+pub fn redis_source_batch_size() -> usize {
+    BATCH_SIZE
+}
+
+/// `[sources.X] block` (type = redis).
+pub fn redis_source_block() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// `[sources.X] claim_idle` (type = redis).
+pub fn redis_source_claim_idle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+/// `[sources.X] batch_size` (type = kafka).
+pub fn kafka_source_batch_size() -> usize {
+    BATCH_SIZE
+}
+
+/// `[sources.X] batch_timeout` (type = kafka).
+pub fn kafka_source_batch_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_millis(20))
+}
+
+/// `[sources.X] commit_interval` (type = kafka).
+pub fn kafka_source_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+/// `[sources.X] max_body` (type = http).
+pub fn http_max_body() -> ByteSize {
+    ByteSize(MAX_BODY)
+}
+
+/// `[sources.X] rate` (type = generator).
+pub fn generator_rate() -> f64 {
+    GENERATOR_RATE
+}
+
+/// `[sources.X] clients` (type = generator).
+pub fn generator_clients() -> usize {
+    GENERATOR_CLIENTS
+}
+
+/// `[sources.X] batch_size` (type = generator).
+pub fn generator_batch_size() -> usize {
+    BATCH_SIZE
+}

@@ -144,6 +144,12 @@ impl Config {
                 )),
             }
         }
+        for plugin in config.plugins.values_mut() {
+            plugin.resolve_paths(base_dir);
+        }
+        for sink in config.sinks.values_mut() {
+            sink.kind_mut().resolve_paths(base_dir);
+        }
         validate::check(&config, &mut problems);
         if problems.is_empty() {
             Ok(config)
@@ -151,14 +157,16 @@ impl Config {
             Err(err(problems))
         }
     }
+}
 
-    /// `path` from the config, resolved against the config file's directory.
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+/// `path` from a config, resolved against `base` (the config file's
+/// directory). Paths are resolved once, when the config is parsed, so
+/// nothing later needs the whole config to find a file.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
     }
 }
 
@@ -223,39 +231,31 @@ fn section<T>(
     out
 }
 
-/// Splits `type = "..."` off a component table and deserializes the rest into
-/// the variant `pick` chooses, so each kind keeps `deny_unknown_fields`.
-pub(crate) fn tagged<T>(
+/// Splits `type = "..."` off a component table, so each kind keeps
+/// `deny_unknown_fields` for the rest. `kinds` is only for the message
+/// when `type` is missing.
+pub(crate) fn split_type(
     path: &str,
     value: toml::Value,
-    problems: &mut Vec<String>,
     kinds: &[&str],
-    pick: impl FnOnce(&str, &str, toml::Value, &mut Vec<String>) -> Option<T>,
-) -> Option<T> {
+    problems: &mut Vec<String>,
+) -> Option<(String, toml::Value)> {
     let toml::Value::Table(mut table) = value else {
         problems.push(format!("{path}: expected a table"));
         return None;
     };
-    let kind = match table.remove("type") {
-        Some(toml::Value::String(kind)) => kind,
+    match table.remove("type") {
+        Some(toml::Value::String(kind)) => Some((kind, toml::Value::Table(table))),
         Some(_) => {
             problems.push(format!("{path}.type: expected a string"));
-            return None;
+            None
         }
         None => {
             problems.push(format!(
                 "{path}: missing `type` (one of {})",
                 kinds.join(", ")
             ));
-            return None;
+            None
         }
-    };
-    if !kinds.contains(&kind.as_str()) {
-        problems.push(format!(
-            "{path}.type: unknown type `{kind}`; expected one of {}",
-            kinds.join(", ")
-        ));
-        return None;
     }
-    pick(&kind, path, toml::Value::Table(table), problems)
 }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ByteSize, HumanDuration, defaults};
+use super::{ByteSize, HumanDuration};
 
 /// `[plugins.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// A component file (`.wasm`). Relative to the config file.
@@ -19,15 +19,15 @@ pub struct PluginConfig {
     #[serde(rename = "crate")]
     pub crate_dir: Option<PathBuf>,
     /// The most linear memory one instance may use (`"64MiB"`).
-    #[serde(default = "default_memory")]
+    #[serde(default = "crate::config::defaults::plugin_memory")]
     pub memory_limit: ByteSize,
     /// The most keyed state (`state` import: keys plus values) the plugin
     /// may keep (`"64MiB"`); a write past it is refused.
-    #[serde(default = "default_state_limit")]
+    #[serde(default = "crate::config::defaults::plugin_state_limit")]
     pub state_limit: ByteSize,
     /// The time budget for one batch (`"1s"`). A plugin that runs longer is
     /// interrupted and its batch goes to `on_error`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::config::defaults::plugin_timeout")]
     pub timeout: HumanDuration,
     /// A fuel budget per batch (about one unit per Wasm instruction), for
     /// limits that do not depend on the machine's speed or load. Unset: no
@@ -41,7 +41,7 @@ pub struct PluginConfig {
     /// When a call fails as a whole (trap, limit), the batch is bisected to
     /// find the records that fail alone; one that fails alone this many
     /// times is a poison pill and goes to `on_error`.
-    #[serde(default = "default_poison_attempts")]
+    #[serde(default = "crate::config::defaults::plugin_poison_attempts")]
     pub poison_attempts: usize,
     /// Accept a precompiled component (`sluice compile`) at `path`: it loads
     /// in milliseconds, but it is native code that is not checked the way a
@@ -87,22 +87,13 @@ impl PluginConfig {
             _ => None,
         }
     }
-}
 
-fn default_poison_attempts() -> usize {
-    defaults::POISON_ATTEMPTS
-}
-
-fn default_memory() -> ByteSize {
-    ByteSize(defaults::MEMORY_LIMIT)
-}
-
-fn default_state_limit() -> ByteSize {
-    ByteSize(defaults::STATE_LIMIT)
-}
-
-fn default_timeout() -> HumanDuration {
-    HumanDuration(defaults::TIMEOUT)
+    /// Makes `path` and `crate` absolute, against `base`.
+    pub(super) fn resolve_paths(&mut self, base: &std::path::Path) {
+        for p in [&mut self.path, &mut self.crate_dir].into_iter().flatten() {
+            *p = super::resolve(base, p);
+        }
+    }
 }
 
 fn empty_table() -> toml::Table {

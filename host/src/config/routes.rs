@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::defaults;
-
 /// `[routes.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The source to read.
@@ -20,10 +18,10 @@ pub struct RouteConfig {
     pub to: PortMap,
     /// Parallel instances of the plugin chain. Batches of one partition
     /// always go to the same instance, so order per partition holds.
-    #[serde(default = "default_workers")]
+    #[serde(default = "crate::config::defaults::route_workers")]
     pub workers: usize,
     /// Batches queued in front of each worker before the source waits.
-    #[serde(default = "default_queue")]
+    #[serde(default = "crate::config::defaults::route_queue")]
     pub queue: usize,
     /// Forward a record only while its client has a connection open on
     /// this `sse` sink (on any instance, when the sink is backed by Redis).
@@ -69,12 +67,4 @@ impl<'de> Deserialize<'de> for PortMap {
             Raw::Ports(ports) => PortMap(ports),
         })
     }
-}
-
-fn default_workers() -> usize {
-    defaults::WORKERS
-}
-
-fn default_queue() -> usize {
-    defaults::ROUTE_QUEUE
 }

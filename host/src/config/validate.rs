@@ -1,11 +1,11 @@
 //! Checks that span sections: names that refer to other names, and rules no
-//! single item can check alone.
+//! single item can check alone. Each kind's own checks are its
+//! `problems` (see [`crate::kinds`]); this file only calls them.
 
 use std::collections::BTreeSet;
 
 use super::{Config, OnError};
 use crate::sinks::SinkConfig;
-use crate::sources::SourceConfig;
 
 /// Appends every cross-reference problem in `config` to `problems`.
 pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
@@ -131,46 +131,12 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
         }
     }
     for (name, source) in &config.sources {
-        if let SourceConfig::Redis(r) = source {
-            problems.extend(r.problems(&format!("sources.{name}")));
-            if r.batch_size == 0 {
-                problems.push(format!("sources.{name}.batch_size: must be at least 1"));
-            }
-        }
-        if let SourceConfig::Kafka(k) = source {
-            let at = format!("sources.{name}");
-            if k.topics.is_empty() || k.topics.iter().any(String::is_empty) {
-                problems.push(format!(
-                    "{at}.topics: name at least one topic (or a ^regex)"
-                ));
-            }
-            if k.group_id.is_empty() {
-                problems.push(format!("{at}.group_id: must not be empty"));
-            }
-            if k.batch_size == 0 {
-                problems.push(format!("{at}.batch_size: must be at least 1"));
-            }
-            if k.bootstrap_servers.is_empty() {
-                problems.push(format!("{at}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"));
-            }
-        }
+        problems.extend(source.kind().problems(&format!("sources.{name}")));
     }
     for (name, table) in &config.tables {
-        problems.extend(table.problems(&format!("tables.{name}")));
+        problems.extend(table.kind().problems(&format!("tables.{name}")));
     }
     for (name, sink) in &config.sinks {
-        if let SinkConfig::Sse(sse) = sink
-            && let Some(r) = &sse.redis
-        {
-            problems.extend(r.problems(&format!("sinks.{name}.redis")));
-        }
-        if let SinkConfig::Kafka(k) = sink {
-            if k.topic.fixed() == Some("") {
-                problems.push(format!("sinks.{name}.topic: must not be empty"));
-            }
-            if k.bootstrap_servers.is_empty() {
-                problems.push(format!("sinks.{name}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"));
-            }
-        }
+        problems.extend(sink.kind().problems(&format!("sinks.{name}")));
     }
 }

@@ -13,7 +13,6 @@
 //! reformats the file, reorders sections or edits comments changes nothing.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 
 use crate::config::Config;
 
@@ -72,8 +71,7 @@ impl Changes {
             };
             let uses_changed_plugin = after.through.iter().any(|p| c.plugins.contains(p));
             let uses_changed_sink = sinks_of(new, name).any(|s| c.sinks.contains(s));
-            if fingerprint(before) != fingerprint(after) || uses_changed_plugin || uses_changed_sink
-            {
+            if before != after || uses_changed_plugin || uses_changed_sink {
                 c.routes.insert(name.clone());
             }
         }
@@ -91,7 +89,7 @@ impl Changes {
             };
             let routes_before = routes_of(old, source);
             let routes_after = routes_of(new, source);
-            let changed = fingerprint(before) != fingerprint(after)
+            let changed = before != after
                 || routes_before != routes_after
                 || routes_after.iter().any(|r| c.routes.contains(*r));
             if changed {
@@ -124,20 +122,14 @@ impl Changes {
 }
 
 /// Names in `new` whose value is missing from, or different in, `old`.
-fn changed<V: Debug>(
+fn changed<V: PartialEq>(
     old: &std::collections::BTreeMap<String, V>,
     new: &std::collections::BTreeMap<String, V>,
 ) -> BTreeSet<String> {
     new.iter()
-        .filter(|(name, v)| old.get(*name).map(fingerprint) != Some(fingerprint(v)))
+        .filter(|(name, v)| old.get(*name) != Some(*v))
         .map(|(name, _)| name.clone())
         .collect()
-}
-
-/// A part's config, as comparable text. Every config type derives `Debug`
-/// over ordered maps, so equal configs print equally.
-fn fingerprint(value: &impl Debug) -> String {
-    format!("{value:?}")
 }
 
 /// The routes reading `source`, in name order.

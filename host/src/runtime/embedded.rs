@@ -1,10 +1,7 @@
 //! The embedded Kafka broker, for configs that name `"embedded"`.
 
+use crate::common::kafka::{EMBEDDED_PARTITIONS, EmbeddedKafka};
 use crate::config::Config;
-use crate::kafka::{EMBEDDED, EMBEDDED_PARTITIONS, EmbeddedKafka};
-use crate::sinks;
-use crate::sources::SourceConfig;
-use crate::tables::TableConfig;
 
 /// Makes sure the embedded broker runs if any Kafka part names it, with
 /// the topics the config names, so consumers find them at once. Returns a
@@ -13,35 +10,27 @@ pub(super) fn ensure_embedded(
     config: &Config,
     running: Option<&EmbeddedKafka>,
 ) -> anyhow::Result<Option<EmbeddedKafka>> {
-    let mut topics = Vec::new();
-    let mut wanted = false;
-    for source in config.sources.values() {
-        if let SourceConfig::Kafka(k) = source
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.extend(k.topics.iter().filter(|t| !t.starts_with('^')).cloned());
-        }
-    }
-    for table in config.tables.values() {
-        if let TableConfig::Kafka(k) = table
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.push(k.topic.clone());
-        }
-    }
-    for sink in config.sinks.values() {
-        if let sinks::SinkConfig::Kafka(k) = sink
-            && k.bootstrap_servers == EMBEDDED
-        {
-            wanted = true;
-            topics.extend(k.topic.fixed().map(str::to_owned));
-        }
-    }
-    if !wanted {
+    let wanted: Vec<Vec<String>> = config
+        .sources
+        .values()
+        .filter_map(|s| s.kind().embedded_topics())
+        .chain(
+            config
+                .tables
+                .values()
+                .filter_map(|t| t.kind().embedded_topics()),
+        )
+        .chain(
+            config
+                .sinks
+                .values()
+                .filter_map(|s| s.kind().embedded_topics()),
+        )
+        .collect();
+    if wanted.is_empty() {
         return Ok(None);
     }
+    let mut topics: Vec<String> = wanted.into_iter().flatten().collect();
     topics.sort();
     topics.dedup();
     if let Some(broker) = running {

@@ -37,8 +37,9 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::common::kafka::EmbeddedKafka;
 use crate::config::Config;
-use crate::kafka::EmbeddedKafka;
+use crate::kinds::BuildContext;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Served};
 use crate::shutdown::{self, ShutdownTrigger};
@@ -99,7 +100,7 @@ async fn load_all(
     let mut loaded = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, plugin) in config.plugins.iter().filter(|(n, _)| only(n)) {
-        match load_plugin_with(config, name, plugin, imports.clone()).await {
+        match load_plugin_with(name, plugin, imports.clone()).await {
             Ok(p) => {
                 tracing::info!(plugin = %name, kind = %p.plugin.kind, version = %p.plugin.hash, file = %p.file.display(), "Plugin loaded.");
                 loaded.insert(name.clone(), p);
@@ -137,7 +138,11 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     let metrics = Metrics::new();
     let (trigger, shutdown) = shutdown::channel();
     let embedded = ensure_embedded(&config, None)?;
-    let tables = RunningTables::start(&config.tables, &metrics, embedded.as_ref())?;
+    let cx = BuildContext {
+        metrics: &metrics,
+        embedded: embedded.as_ref(),
+    };
+    let tables = RunningTables::start(&config.tables, &cx)?;
     // The plugins' `presence` import: connected to any SSE sink.
     let presence_hubs = Arc::new(RwLock::new(Vec::new()));
     let presence = {
@@ -157,7 +162,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
         .iter()
         .map(|(name, loaded)| (name.clone(), PluginSlot::new(loaded)))
         .collect();
-    let sinks = sinks::build(&config, |_| true, &metrics, embedded.as_ref()).await?;
+    let sinks = sinks::build(&config.sinks, |_| true, &cx).await?;
     let addr = listener
         .local_addr()
         .context("cannot read the listener's address")?;

@@ -10,6 +10,7 @@ use anyhow::bail;
 
 use super::{Changes, Running, close_hubs, ensure_embedded, load_all, unit};
 use crate::config::Config;
+use crate::kinds::BuildContext;
 use crate::sinks::{self, BuiltSink};
 use crate::wasm::{HostImports, PluginSlot};
 
@@ -99,13 +100,13 @@ impl Running {
         // 1. Everything that can fail, before anything running is touched.
         let embedded = ensure_embedded(&new, self.embedded.as_ref())?;
         let broker = embedded.as_ref().or(self.embedded.as_ref());
-        let tables = self.tables.prepare(
-            &new.tables,
-            &changes.tables,
-            &changes.old_tables,
-            &self.metrics,
-            broker,
-        )?;
+        let cx = BuildContext {
+            metrics: &self.metrics,
+            embedded: broker,
+        };
+        let tables = self
+            .tables
+            .prepare(&new.tables, &changes.tables, &changes.old_tables, &cx)?;
         // Plugins loaded for the new config open the new tables.
         let imports = HostImports {
             tables: tables.tables().clone(),
@@ -117,15 +118,9 @@ impl Running {
                 .iter()
                 .map(|(name, p)| (name.clone(), PluginSlot::new(p)))
                 .collect();
-        let built = sinks::build(
-            &new,
-            |name| changes.sinks.contains(name),
-            &self.metrics,
-            broker,
-        )
-        .await?;
+        let built = sinks::build(&new.sinks, |name| changes.sinks.contains(name), &cx).await?;
         for name in &changes.start {
-            if let Err(e) = unit::check_source(name, &new, broker, &self.metrics) {
+            if let Err(e) = unit::check_source(name, &new, &cx) {
                 close_hubs(built.values().filter_map(|s| s.hub.as_ref()));
                 return Err(e);
             }

@@ -8,17 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
+use crate::common::kafka::EmbeddedKafka;
 use crate::config::{Config, OnError};
-use crate::kafka::EmbeddedKafka;
+use crate::kinds::BuildContext;
 use crate::metrics::Metrics;
 use crate::pipeline::{Outputs, RouteStatus, StageSpec, route};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::sinks::{SinkHandle, SseHub};
-use crate::sources::generator::GeneratorSource;
-use crate::sources::http::HttpSource;
-use crate::sources::kafka::KafkaSource;
-use crate::sources::redis::RedisSource;
-use crate::sources::{IngestHandle, Source, SourceConfig, SourceOutput};
+use crate::sources::{BuiltSource, IngestHandle, Source, SourceOutput};
 use crate::tables::Table;
 use crate::wasm::{HostImports, PluginSlot};
 
@@ -49,14 +46,12 @@ pub(super) struct Unit {
 pub(super) fn check_source(
     name: &str,
     config: &Config,
-    embedded: Option<&EmbeddedKafka>,
-    metrics: &Metrics,
+    cx: &BuildContext<'_>,
 ) -> anyhow::Result<()> {
-    if let Some(SourceConfig::Kafka(c)) = config.sources.get(name) {
-        KafkaSource::new(name, c.clone(), embedded, metrics)
-            .with_context(|| format!("sources.{name}"))?;
+    match config.sources.get(name) {
+        Some(source) => source.kind().check(name, cx),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Unit {
@@ -95,26 +90,18 @@ impl Unit {
 
         let output = SourceOutput::new(inputs);
         let tables = tables_used(name, parts);
-        let mut ingest = None;
-        let metrics = parts.metrics;
-        let source: Box<dyn Source> = match source_config {
-            SourceConfig::Generator(c) => Box::new(GeneratorSource::new(name, c.clone(), metrics)),
-            SourceConfig::Http(c) => {
-                let handle = IngestHandle::new(name, c, metrics);
-                // Open at once unless a table must load first (the source
-                // task opens it then), so requests right after start work.
-                if tables.iter().all(|t| t.is_ready()) {
-                    handle.open(output.clone());
-                }
-                ingest = Some(Arc::clone(&handle));
-                Box::new(HttpSource::new(handle))
-            }
-            SourceConfig::Kafka(c) => Box::new(
-                KafkaSource::new(name, c.clone(), parts.embedded, metrics)
-                    .with_context(|| format!("sources.{name}"))?,
-            ),
-            SourceConfig::Redis(c) => Box::new(RedisSource::new(name, c.clone(), metrics)),
+        let cx = BuildContext {
+            metrics: parts.metrics,
+            embedded: parts.embedded,
         };
+        let BuiltSource { source, ingest } = source_config.kind().build(name, &cx)?;
+        // An ingest endpoint opens at once unless a table must load first
+        // (the source task opens it then), so requests right after start work.
+        if let Some(handle) = &ingest
+            && tables.iter().all(|t| t.is_ready())
+        {
+            handle.open(output.clone());
+        }
         let (trigger, stop) = shutdown::channel();
         let task = tokio::spawn(run_source(name.to_owned(), source, output, tables, stop));
         Ok(Self {

@@ -6,10 +6,13 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Ack, Sink, SinkBatch, SinkError, acked};
+use anyhow::Context as _;
+
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind, acked};
+use crate::kinds::BuildContext;
 
 /// `[sinks.NAME]` with `type = "file"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// The file to append to, created if missing. Relative to the config file.
@@ -17,6 +20,24 @@ pub struct FileConfig {
     /// Call fsync before acknowledging each batch (slower, survives power loss).
     #[serde(default)]
     pub fsync: bool,
+}
+
+#[async_trait]
+impl SinkKind for FileConfig {
+    fn type_name() -> &'static str {
+        "file"
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.path = crate::config::resolve(base, &self.path);
+    }
+
+    async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = FileSink::open(name, &self.path, self.fsync)
+            .await
+            .with_context(|| format!("cannot open sinks.{name}.path ({})", self.path.display()))?;
+        Ok(BuiltKind::plain(sink))
+    }
 }
 
 pub(super) struct FileSink {

@@ -16,13 +16,17 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Deserialize;
 
-use super::{Ack, Sink, SinkBatch, SinkError};
+use anyhow::Context as _;
+
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
+use crate::kinds::BuildContext;
+
+use crate::common::kafka::{self, EmbeddedKafka};
 use crate::config::HumanDuration;
-use crate::kafka::{self, EmbeddedKafka};
 use crate::template::Template;
 
 /// `[sinks.NAME]` with `type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     /// `host:port,...`, or `"embedded"` for the in-process broker.
@@ -32,7 +36,7 @@ pub struct KafkaSinkConfig {
     pub topic: Template,
     /// How long librdkafka may keep retrying one record before its delivery
     /// fails (`message.timeout.ms`).
-    #[serde(default = "default_delivery_timeout")]
+    #[serde(default = "crate::config::defaults::kafka_sink_delivery_timeout")]
     pub delivery_timeout: HumanDuration,
     /// librdkafka settings, passed through as they are (they override
     /// Sluice's).
@@ -40,8 +44,32 @@ pub struct KafkaSinkConfig {
     pub options: BTreeMap<String, String>,
 }
 
-fn default_delivery_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+#[async_trait]
+impl SinkKind for KafkaSinkConfig {
+    fn type_name() -> &'static str {
+        "kafka"
+    }
+
+    fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.topic.fixed() == Some("") {
+            problems.push(format!("{at}.topic: must not be empty"));
+        }
+        problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
+        problems
+    }
+
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        // A templated topic is only known per record.
+        (self.bootstrap_servers == kafka::EMBEDDED)
+            .then(|| self.topic.fixed().map(str::to_owned).into_iter().collect())
+    }
+
+    async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = KafkaSink::new(name, self, cx.embedded)
+            .with_context(|| format!("cannot create the producer of sinks.{name}"))?;
+        Ok(BuiltKind::plain(sink))
+    }
 }
 
 pub(super) struct KafkaSink {

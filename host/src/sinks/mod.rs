@@ -17,14 +17,17 @@ mod sse_redis;
 mod stdout;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, defaults};
-use crate::metrics::{Counter, Metrics};
+use crate::config::defaults;
+use crate::kinds::{BuildContext, kinds};
+use crate::metrics::Counter;
 use crate::pipeline::Pending;
 use crate::record::{FlatBatch, Record};
 
@@ -37,56 +40,71 @@ pub use sse::{SseConfig, SseHub};
 pub use sse_redis::SseRedisConfig;
 pub use stdout::StdoutConfig;
 
-/// `[sinks.NAME]`: one variant per `type`.
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    /// `type = "sse"`.
-    Sse(SseConfig),
-    /// `type = "stdout"`.
-    Stdout(StdoutConfig),
-    /// `type = "file"`.
-    File(FileConfig),
-    /// `type = "blackhole"`.
-    Blackhole(BlackholeConfig),
-    /// `type = "kafka"`.
-    Kafka(KafkaSinkConfig),
-    /// `type = "redis_stream"`.
-    RedisStream(RedisStreamConfig),
-    /// `type = "redis_hash"`.
-    RedisHash(RedisHashConfig),
+kinds! {
+    /// `[sinks.NAME]`: one variant per `type`.
+    pub enum SinkConfig: dyn SinkKind {
+        /// `type = "sse"`.
+        Sse(SseConfig),
+        /// `type = "stdout"`.
+        Stdout(StdoutConfig),
+        /// `type = "file"`.
+        File(FileConfig),
+        /// `type = "blackhole"`.
+        Blackhole(BlackholeConfig),
+        /// `type = "kafka"`.
+        Kafka(KafkaSinkConfig),
+        /// `type = "redis_stream"`.
+        RedisStream(RedisStreamConfig),
+        /// `type = "redis_hash"`.
+        RedisHash(RedisHashConfig),
+    }
 }
 
-impl SinkConfig {
-    const KINDS: &'static [&'static str] = &[
-        "sse",
-        "stdout",
-        "file",
-        "blackhole",
-        "kafka",
-        "redis_stream",
-        "redis_hash",
-    ];
+/// A sink kind: its config, its checks and how it is built. See
+/// [`crate::kinds`].
+#[async_trait]
+pub trait SinkKind: std::fmt::Debug + Send + Sync {
+    /// Its `type = "..."`.
+    fn type_name() -> &'static str
+    where
+        Self: Sized;
 
-    pub(crate) fn from_toml(
-        path: &str,
-        value: toml::Value,
-        problems: &mut Vec<String>,
-    ) -> Option<Self> {
-        config::tagged(
-            path,
-            value,
-            problems,
-            Self::KINDS,
-            |kind, path, v, problems| match kind {
-                "sse" => config::item(path, v, problems).map(Self::Sse),
-                "stdout" => config::item(path, v, problems).map(Self::Stdout),
-                "blackhole" => config::item(path, v, problems).map(Self::Blackhole),
-                "kafka" => config::item(path, v, problems).map(Self::Kafka),
-                "redis_stream" => config::item(path, v, problems).map(Self::RedisStream),
-                "redis_hash" => config::item(path, v, problems).map(Self::RedisHash),
-                _ => config::item(path, v, problems).map(Self::File),
-            },
-        )
+    /// Problems no single key shows, each under `at` (`sinks.NAME`).
+    fn problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Makes the paths in its config absolute, against `base` (the config
+    /// file's directory); called once, when the config is parsed.
+    fn resolve_paths(&mut self, _base: &Path) {}
+
+    /// The topics it needs on the embedded broker, when it names it.
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Logs how to try it, once Sluice listens on `addr`.
+    fn announce(&self, _name: &str, _addr: SocketAddr) {}
+
+    /// Builds sink `name`, ready to be driven.
+    async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind>;
+}
+
+/// What a sink kind builds.
+pub struct BuiltKind {
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+    /// Its hub, for an `sse` sink (the server serves connections from it).
+    pub hub: Option<Arc<SseHub>>,
+}
+
+impl BuiltKind {
+    /// A sink with no hub.
+    pub fn plain(sink: impl Sink) -> Self {
+        Self {
+            sink: Box::new(sink),
+            hub: None,
+        }
     }
 }
 
@@ -163,6 +181,26 @@ pub fn acked() -> Ack {
     Box::pin(std::future::ready(Ok(())))
 }
 
+/// Sends `pipe` on `conn` for sink `sink`: what resolves once Redis has
+/// answered all of it (see [`crate::common::redis::send_pipelined`]).
+pub(crate) async fn redis_send(
+    conn: &mut crate::common::redis::Connector,
+    pipe: redis::Pipeline,
+    sink: &str,
+) -> Result<Ack, SinkError> {
+    let fail = {
+        let sink = sink.to_owned();
+        move |e: redis::RedisError| SinkError::Delivery {
+            sink: sink.clone(),
+            reason: format!("Redis: {e}"),
+        }
+    };
+    let reply = crate::common::redis::send_pipelined(conn, pipe)
+        .await
+        .map_err(&fail)?;
+    Ok(Box::pin(async move { reply.await.map_err(fail) }))
+}
+
 /// A destination for records.
 #[async_trait]
 pub trait Sink: Send + 'static {
@@ -199,17 +237,16 @@ pub struct BuiltSink {
     pub task: JoinHandle<()>,
 }
 
-/// Starts the sinks in `config` that `only` accepts. If one cannot start,
+/// Starts the sinks of `sinks` that `only` accepts. If one cannot start,
 /// those already started are stopped again and the error names the sink.
 pub async fn build(
-    config: &Config,
+    sinks: &BTreeMap<String, SinkConfig>,
     only: impl Fn(&str) -> bool,
-    metrics: &Metrics,
-    embedded: Option<&crate::kafka::EmbeddedKafka>,
+    cx: &BuildContext<'_>,
 ) -> anyhow::Result<BTreeMap<String, BuiltSink>> {
     let mut built = BTreeMap::new();
-    for (name, sink_config) in config.sinks.iter().filter(|(n, _)| only(n)) {
-        match build_one(config, name, sink_config, metrics, embedded).await {
+    for (name, sink_config) in sinks.iter().filter(|(n, _)| only(n)) {
+        match build_one(name, sink_config, cx).await {
             Ok(sink) => {
                 built.insert(name.clone(), sink);
             }
@@ -227,52 +264,19 @@ pub async fn build(
 }
 
 async fn build_one(
-    config: &Config,
     name: &str,
     sink_config: &SinkConfig,
-    metrics: &Metrics,
-    embedded: Option<&crate::kafka::EmbeddedKafka>,
+    cx: &BuildContext<'_>,
 ) -> anyhow::Result<BuiltSink> {
-    use anyhow::Context;
-    let mut hub = None;
-    let sink: Box<dyn Sink> = match sink_config {
-        SinkConfig::Sse(c) => {
-            let sse = Arc::new(SseHub::new(name, c.clone(), metrics));
-            let sink: Box<dyn Sink> = match &c.redis {
-                Some(r) => Box::new(
-                    sse_redis::RedisSseSink::new(name, Arc::clone(&sse), r)
-                        .with_context(|| format!("cannot create sinks.{name}"))?,
-                ),
-                None => Box::new(sse::SseSink::new(Arc::clone(&sse))),
-            };
-            sse.start();
-            hub = Some(sse);
-            sink
-        }
-        SinkConfig::Stdout(c) => Box::new(stdout::StdoutSink::new(c.clone())),
-        SinkConfig::Blackhole(_) => Box::new(blackhole::BlackholeSink),
-        SinkConfig::Kafka(c) => Box::new(
-            kafka::KafkaSink::new(name, c, embedded)
-                .with_context(|| format!("cannot create the producer of sinks.{name}"))?,
-        ),
-        SinkConfig::RedisStream(c) => Box::new(
-            redis_stream::RedisStreamSink::new(name, c)
-                .with_context(|| format!("cannot create sinks.{name}"))?,
-        ),
-        SinkConfig::RedisHash(c) => Box::new(
-            redis_hash::RedisHashSink::new(name, c)
-                .with_context(|| format!("cannot create sinks.{name}"))?,
-        ),
-        SinkConfig::File(c) => Box::new(
-            file::FileSink::open(name, &config.resolve(&c.path), c.fsync)
-                .await
-                .with_context(|| format!("cannot open sinks.{name}.path"))?,
-        ),
-    };
+    let BuiltKind { sink, hub } = sink_config.kind().build(name, cx).await?;
     let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE);
     let counters = SinkCounters {
-        records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
-        errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
+        records: cx
+            .metrics
+            .counter("sluice_sink_records_total", &[("sink", name)]),
+        errors: cx
+            .metrics
+            .counter("sluice_sink_errors_total", &[("sink", name)]),
     };
     Ok(BuiltSink {
         handle: SinkHandle {

@@ -12,12 +12,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Ack, Sink, SinkBatch, SinkError};
-use crate::redis::{Connector, RedisUrl, json_members, send_pipelined};
+use anyhow::Context as _;
+
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
+use crate::kinds::BuildContext;
+
+use crate::common::redis::{Connector, RedisUrl, json_members};
 use crate::template::Template;
 
 /// `[sinks.NAME]` with `type = "redis_hash"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisHashConfig {
     /// `redis://host:port/db`.
@@ -25,6 +29,19 @@ pub struct RedisHashConfig {
     /// The hash key: a template such as `"user_snapshot_{key}"` or
     /// `"user_snapshot_{field.user_id}"`.
     pub key: Template,
+}
+
+#[async_trait]
+impl SinkKind for RedisHashConfig {
+    fn type_name() -> &'static str {
+        "redis_hash"
+    }
+
+    async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = RedisHashSink::new(name, self)
+            .with_context(|| format!("cannot create sinks.{name}"))?;
+        Ok(BuiltKind::plain(sink))
+    }
 }
 
 pub(super) struct RedisHashSink {
@@ -91,6 +108,6 @@ impl Sink for RedisHashSink {
         if pipe.is_empty() {
             return Ok(super::acked());
         }
-        send_pipelined(&mut self.conn, pipe, &self.name).await
+        super::redis_send(&mut self.conn, pipe, &self.name).await
     }
 }

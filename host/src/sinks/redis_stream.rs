@@ -9,12 +9,16 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::time::Duration;
 
-use super::{Ack, Sink, SinkBatch, SinkError};
-use crate::redis::{Connector, EntryFormat, EntryWriter, RedisUrl, send_pipelined};
+use anyhow::Context as _;
+
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
+use crate::kinds::BuildContext;
+
+use crate::common::redis::{Connector, EntryFormat, EntryWriter, RedisUrl};
 use crate::template::Template;
 
 /// `[sinks.NAME]` with `type = "redis_stream"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStreamConfig {
     /// `redis://host:port/db`.
@@ -30,10 +34,10 @@ pub struct RedisStreamConfig {
     #[serde(default)]
     pub format: EntryFormat,
     /// With `fields`: the field that holds the value.
-    #[serde(default = "crate::redis::default_value_field")]
+    #[serde(default = "crate::config::defaults::entry_value_field")]
     pub value_field: String,
     /// With `fields`: the field that holds the key.
-    #[serde(default = "crate::redis::default_key_field")]
+    #[serde(default = "crate::config::defaults::entry_key_field")]
     pub key_field: String,
     /// With `fields`: the field that holds the timestamp; unset, it is not
     /// written (the entry id carries the time of the XADD).
@@ -49,6 +53,19 @@ impl RedisStreamConfig {
             key_field: self.key_field.clone(),
             timestamp_field: self.timestamp_field.clone(),
         }
+    }
+}
+
+#[async_trait]
+impl SinkKind for RedisStreamConfig {
+    fn type_name() -> &'static str {
+        "redis_stream"
+    }
+
+    async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = RedisStreamSink::new(name, self)
+            .with_context(|| format!("cannot create sinks.{name}"))?;
+        Ok(BuiltKind::plain(sink))
     }
 }
 
@@ -127,6 +144,6 @@ impl Sink for RedisStreamSink {
         if batch.is_empty() {
             return Ok(super::acked());
         }
-        send_pipelined(&mut self.conn, pipe, &self.name).await
+        super::redis_send(&mut self.conn, pipe, &self.name).await
     }
 }

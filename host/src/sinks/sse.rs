@@ -22,14 +22,18 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use super::sse_redis::{self, PresenceEvent, SseRedisConfig};
-use super::{Ack, Sink, SinkBatch, SinkError, acked};
-use crate::config::{HumanDuration, defaults};
+use anyhow::Context as _;
+
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind, acked};
+use crate::kinds::BuildContext;
+
+use crate::common::redis::EntryId;
+use crate::config::HumanDuration;
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::record::{Record, write_envelope};
-use crate::redis::EntryId;
 
 /// `[sinks.NAME]` with `type = "sse"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SseConfig {
     /// Take the client id from this top-level JSON field of the value
@@ -40,11 +44,11 @@ pub struct SseConfig {
     #[serde(default)]
     pub format: SseFormat,
     /// How often an idle connection gets a keep-alive comment.
-    #[serde(default = "default_heartbeat")]
+    #[serde(default = "crate::config::defaults::sse_heartbeat")]
     pub heartbeat: HumanDuration,
     /// Events buffered per connection; a client that falls this far behind
     /// is disconnected.
-    #[serde(default = "default_queue")]
+    #[serde(default = "crate::config::defaults::sse_queue")]
     pub queue: usize,
     /// Close each connection cleanly after this long (the client hold time);
     /// the client reconnects, with `Last-Event-ID` when backed by Redis.
@@ -62,14 +66,6 @@ pub enum SseFormat {
     Value,
     /// `{"key":…,"value":…,"headers":{…},"timestamp":…}`.
     Envelope,
-}
-
-fn default_heartbeat() -> HumanDuration {
-    HumanDuration(defaults::HEARTBEAT)
-}
-
-fn default_queue() -> usize {
-    defaults::SSE_QUEUE
 }
 
 struct Subscriber {
@@ -97,6 +93,40 @@ pub struct SseHub {
     remote: RwLock<HashSet<String>>,
     presence_tx: Option<mpsc::UnboundedSender<PresenceEvent>>,
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceEvent>>>,
+}
+
+#[async_trait]
+impl SinkKind for SseConfig {
+    fn type_name() -> &'static str {
+        "sse"
+    }
+
+    fn problems(&self, at: &str) -> Vec<String> {
+        match &self.redis {
+            Some(r) => r.problems(&format!("{at}.redis")),
+            None => Vec::new(),
+        }
+    }
+
+    fn announce(&self, name: &str, addr: std::net::SocketAddr) {
+        tracing::info!(sink = %name, "Watch a client's events: curl -N 'http://{addr}/sse/{name}?client_id=client-1'");
+    }
+
+    async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let hub = Arc::new(SseHub::new(name, self.clone(), cx.metrics));
+        let sink: Box<dyn Sink> = match &self.redis {
+            Some(r) => Box::new(
+                sse_redis::RedisSseSink::new(name, Arc::clone(&hub), r)
+                    .with_context(|| format!("cannot create sinks.{name}"))?,
+            ),
+            None => Box::new(SseSink::new(Arc::clone(&hub))),
+        };
+        hub.start();
+        Ok(BuiltKind {
+            sink,
+            hub: Some(hub),
+        })
+    }
 }
 
 impl std::fmt::Debug for SseHub {

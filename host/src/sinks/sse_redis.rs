@@ -25,18 +25,18 @@ use tokio::sync::{mpsc, watch};
 
 use super::sse::{SseHub, encode_event};
 use super::{Ack, Sink, SinkBatch, SinkError};
+use crate::common::redis::{Connector, EntryId, EntryMapping, EntryWriter, RedisUrl};
 use crate::config::HumanDuration;
 use crate::record::{FlatBatch, Origin};
-use crate::redis::{Connector, EntryId, EntryMapping, EntryWriter, RedisUrl, send_pipelined};
 
 /// `[sinks.NAME.redis]` of an `sse` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SseRedisConfig {
     /// `redis://host:port/db`.
     pub url: RedisUrl,
     /// Each client's stream; `{client_id}` is replaced by the client id.
-    #[serde(default = "default_stream")]
+    #[serde(default = "crate::config::defaults::sse_redis_stream")]
     pub stream: String,
     /// Trim each client's stream to about this many entries (`MAXLEN ~`):
     /// how far back a reconnect can resume.
@@ -45,24 +45,12 @@ pub struct SseRedisConfig {
     pub presence_key: Option<String>,
     /// How long a connection counts as present without a refresh (an
     /// instance that dies stops refreshing; its clients expire after this).
-    #[serde(default = "default_presence_ttl")]
+    #[serde(default = "crate::config::defaults::sse_redis_presence_ttl")]
     pub presence_ttl: HumanDuration,
     /// How often each instance reloads the presence set and refreshes its
     /// own connections' entries.
-    #[serde(default = "default_presence_refresh")]
+    #[serde(default = "crate::config::defaults::sse_redis_presence_refresh")]
     pub presence_refresh: HumanDuration,
-}
-
-fn default_stream() -> String {
-    "client:{client_id}".into()
-}
-
-fn default_presence_ttl() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-
-fn default_presence_refresh() -> HumanDuration {
-    HumanDuration(Duration::from_secs(1))
 }
 
 impl SseRedisConfig {
@@ -148,7 +136,7 @@ impl Sink for RedisSseSink {
             return Ok(super::acked());
         }
         let name = self.hub.name().to_owned();
-        send_pipelined(&mut self.conn, pipe, &name).await
+        super::redis_send(&mut self.conn, pipe, &name).await
     }
 }
 
@@ -188,7 +176,7 @@ pub(super) async fn open(
         .query_async(&mut c)
         .await
         .map_err(|e| format!("Redis: {e}"))?;
-    let newest = crate::redis::parse_entries(newest).map_err(|e| format!("Redis: {e}"))?;
+    let newest = crate::common::redis::parse_entries(newest).map_err(|e| format!("Redis: {e}"))?;
     Ok((conn, newest.first().map(|e| e.id).unwrap_or_default()))
 }
 
@@ -234,14 +222,14 @@ pub(super) async fn feed(
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
-                if !crate::redis::is_connection_error(&e) {
+                if !crate::common::redis::is_connection_error(&e) {
                     tracing::warn!(sink = %hub.name(), %client, error = %e, "SSE read from Redis failed; retrying.");
                     conn.pause().await;
                 }
                 continue;
             }
         };
-        let streams = match crate::redis::parse_read_reply(reply) {
+        let streams = match crate::common::redis::parse_read_reply(reply) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(sink = %hub.name(), %client, error = %e, "Unexpected XREAD reply.");
@@ -357,7 +345,7 @@ pub(super) async fn presence(
                 if let Some(Value::Array(members)) = replies.pop() {
                     let clients: HashSet<String> = members
                         .into_iter()
-                        .filter_map(crate::redis::bytes)
+                        .filter_map(crate::common::redis::bytes)
                         .filter_map(|m| client_of_member(&m).map(str::to_owned))
                         .collect();
                     hub.set_remote(clients);

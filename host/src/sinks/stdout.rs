@@ -4,12 +4,24 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Ack, Sink, SinkBatch, SinkError, acked};
+use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind, acked};
+use crate::kinds::BuildContext;
 
 /// `[sinks.NAME]` with `type = "stdout"`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {}
+
+#[async_trait]
+impl SinkKind for StdoutConfig {
+    fn type_name() -> &'static str {
+        "stdout"
+    }
+
+    async fn build(&self, _name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        Ok(BuiltKind::plain(StdoutSink::new(self.clone())))
+    }
+}
 
 pub(super) struct StdoutSink {
     out: tokio::io::Stdout,

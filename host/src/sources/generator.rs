@@ -6,40 +6,50 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Source, SourceOutput};
-use crate::config::defaults;
+use super::{BuiltSource, Source, SourceKind, SourceOutput};
+use crate::kinds::BuildContext;
 use crate::metrics::{Counter, Metrics};
 use crate::pipeline::BatchAck;
 use crate::record::{FlatBatch, Origin, Position, now_millis};
 use crate::shutdown::Shutdown;
 
 /// `[sources.NAME]` with `type = "generator"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Records per second. 0 means as fast as the route accepts them.
-    #[serde(default = "default_rate")]
+    #[serde(default = "crate::config::defaults::generator_rate")]
     pub rate: f64,
     /// How many client ids to use: `client-0` … `client-{clients-1}`.
-    #[serde(default = "default_clients")]
+    #[serde(default = "crate::config::defaults::generator_clients")]
     pub clients: usize,
     /// Stop after this many records. Unset: run until shutdown.
     pub count: Option<u64>,
     /// The most records in one batch.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "crate::config::defaults::generator_batch_size")]
     pub batch_size: usize,
 }
 
-fn default_rate() -> f64 {
-    defaults::GENERATOR_RATE
-}
+impl SourceKind for GeneratorConfig {
+    fn type_name() -> &'static str {
+        "generator"
+    }
 
-fn default_clients() -> usize {
-    defaults::GENERATOR_CLIENTS
-}
+    fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
+        tracing::info!(
+            source = %name,
+            "Generator emits events for client ids client-0 … client-{}.",
+            self.clients.max(1) - 1
+        );
+    }
 
-fn default_batch_size() -> usize {
-    defaults::BATCH_SIZE
+    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
+        Ok(BuiltSource::plain(GeneratorSource::new(
+            name,
+            self.clone(),
+            cx.metrics,
+        )))
+    }
 }
 
 const EVENTS: &[&str] = &[

@@ -23,24 +23,42 @@ use hyper::HeaderMap;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::{Source, SourceOutput};
-use crate::config::{ByteSize, defaults};
+use super::{BuiltSource, Source, SourceKind, SourceOutput};
+use crate::config::ByteSize;
+use crate::kinds::BuildContext;
 use crate::metrics::{Counter, Metrics};
 use crate::pipeline::BatchAck;
 use crate::record::{FlatBatch, Origin, Position, now_millis};
 use crate::shutdown::Shutdown;
 
 /// `[sources.NAME]` with `type = "http"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// The largest request body accepted (`"4MiB"`).
-    #[serde(default = "default_max_body")]
+    #[serde(default = "crate::config::defaults::http_max_body")]
     pub max_body: ByteSize,
 }
 
-fn default_max_body() -> ByteSize {
-    ByteSize(defaults::MAX_BODY)
+impl SourceKind for HttpConfig {
+    fn type_name() -> &'static str {
+        "http"
+    }
+
+    fn announce(&self, name: &str, addr: std::net::SocketAddr) {
+        tracing::info!(
+            source = %name,
+            "Post records: curl -H 'sluice-key: client-1' -d '{{\"hello\":1}}' http://{addr}/ingest/{name}"
+        );
+    }
+
+    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
+        let handle = IngestHandle::new(name, self, cx.metrics);
+        Ok(BuiltSource {
+            source: Box::new(HttpSource::new(Arc::clone(&handle))),
+            ingest: Some(handle),
+        })
+    }
 }
 
 /// Why an ingest request was refused.

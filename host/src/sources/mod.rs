@@ -11,11 +11,12 @@ pub mod http;
 pub mod kafka;
 pub mod redis;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config;
+use crate::kinds::{BuildContext, kinds};
 use crate::pipeline::{Pending, RouteInput};
 use crate::record::FlatBatch;
 use crate::shutdown::Shutdown;
@@ -25,39 +26,66 @@ pub use http::{HttpConfig, IngestHandle};
 pub use kafka::KafkaSourceConfig;
 pub use redis::RedisSourceConfig;
 
-/// `[sources.NAME]`: one variant per `type`.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    /// `type = "generator"`.
-    Generator(GeneratorConfig),
-    /// `type = "http"`.
-    Http(HttpConfig),
-    /// `type = "kafka"`.
-    Kafka(KafkaSourceConfig),
-    /// `type = "redis"`.
-    Redis(RedisSourceConfig),
+kinds! {
+    /// `[sources.NAME]`: one variant per `type`.
+    pub enum SourceConfig: dyn SourceKind {
+        /// `type = "generator"`.
+        Generator(GeneratorConfig),
+        /// `type = "http"`.
+        Http(HttpConfig),
+        /// `type = "kafka"`.
+        Kafka(KafkaSourceConfig),
+        /// `type = "redis"`.
+        Redis(RedisSourceConfig),
+    }
 }
 
-impl SourceConfig {
-    const KINDS: &'static [&'static str] = &["generator", "http", "kafka", "redis"];
+/// A source kind: its config, its checks and how it is built. See
+/// [`crate::kinds`].
+pub trait SourceKind: std::fmt::Debug + Send + Sync {
+    /// Its `type = "..."`.
+    fn type_name() -> &'static str
+    where
+        Self: Sized;
 
-    pub(crate) fn from_toml(
-        path: &str,
-        value: toml::Value,
-        problems: &mut Vec<String>,
-    ) -> Option<Self> {
-        config::tagged(
-            path,
-            value,
-            problems,
-            Self::KINDS,
-            |kind, path, v, problems| match kind {
-                "generator" => config::item(path, v, problems).map(Self::Generator),
-                "kafka" => config::item(path, v, problems).map(Self::Kafka),
-                "redis" => config::item(path, v, problems).map(Self::Redis),
-                _ => config::item(path, v, problems).map(Self::Http),
-            },
-        )
+    /// Problems no single key shows, each under `at` (`sources.NAME`).
+    fn problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The topics it needs on the embedded broker, when it names it.
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Logs how to try it, once Sluice listens on `addr`.
+    fn announce(&self, name: &str, addr: SocketAddr);
+
+    /// Fails as [`SourceKind::build`] would, without starting anything, so
+    /// a config reload can refuse a source before the old one stops.
+    fn check(&self, _name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Builds source `name`, ready to run.
+    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource>;
+}
+
+/// A source built from its config.
+pub struct BuiltSource {
+    /// The source, to run.
+    pub source: Box<dyn Source>,
+    /// Its ingest endpoint, for a source that serves one (`http`).
+    pub ingest: Option<Arc<IngestHandle>>,
+}
+
+impl BuiltSource {
+    /// A source that serves no endpoint.
+    pub fn plain(source: impl Source) -> Self {
+        Self {
+            source: Box::new(source),
+            ingest: None,
+        }
     }
 }
 

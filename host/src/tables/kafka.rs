@@ -16,8 +16,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use super::Table;
-use crate::kafka::{self, EmbeddedKafka};
+use super::{Loader, Table, TableKind};
+use crate::common::kafka::{self, EmbeddedKafka};
+use crate::kinds::BuildContext;
 use crate::shutdown::Shutdown;
 
 /// How often the lag is measured.
@@ -26,7 +27,7 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `[tables.NAME]` with `type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTableConfig {
     /// `host:port,…`, or `"embedded"` for the in-process broker.
@@ -38,18 +39,26 @@ pub struct KafkaTableConfig {
     pub options: BTreeMap<String, String>,
 }
 
-impl KafkaTableConfig {
-    pub(super) fn problems(&self, at: &str) -> Vec<String> {
+impl TableKind for KafkaTableConfig {
+    fn type_name() -> &'static str {
+        "kafka"
+    }
+
+    fn problems(&self, at: &str) -> Vec<String> {
         let mut problems = Vec::new();
         if self.topic.is_empty() {
             problems.push(format!("{at}.topic: must not be empty"));
         }
-        if self.bootstrap_servers.is_empty() {
-            problems.push(format!(
-                "{at}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"
-            ));
-        }
+        problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
         problems
+    }
+
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        (self.bootstrap_servers == kafka::EMBEDDED).then(|| vec![self.topic.clone()])
+    }
+
+    fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
+        Ok(Box::new(KafkaLoader::new(table, self, cx.embedded)?))
     }
 }
 
@@ -85,8 +94,11 @@ impl KafkaLoader {
             consumer: Arc::new(consumer),
         })
     }
+}
 
-    pub(super) async fn run(self, mut shutdown: Shutdown) {
+#[async_trait::async_trait]
+impl Loader for KafkaLoader {
+    async fn run(self: Box<Self>, mut shutdown: Shutdown) {
         let name = self.table.name().to_owned();
         // Retry until the topic can be read: the broker may be starting.
         let mut ends = loop {
@@ -149,7 +161,9 @@ impl KafkaLoader {
             }
         }
     }
+}
 
+impl KafkaLoader {
     /// Assigns every partition from the beginning; returns each one's
     /// (low, high) watermarks as of now.
     async fn assign(&self) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {

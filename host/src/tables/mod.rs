@@ -24,50 +24,52 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
-use crate::config;
+use crate::kinds::{BuildContext, kinds};
 use crate::metrics::{Gauge, Metrics};
+use crate::shutdown::Shutdown;
 use sluice_sdk::tables::Lookup;
 
 pub use kafka::KafkaTableConfig;
 pub use redis::RedisTableConfig;
 pub use running::{RunningTables, TableSwap};
 
-/// `[tables.NAME]`: one variant per `type`.
-#[derive(Debug, Clone)]
-pub enum TableConfig {
-    /// `type = "kafka"`: last value per key of a (compacted) topic.
-    Kafka(KafkaTableConfig),
-    /// `type = "redis"`: a hash's fields, or the keys matching a pattern.
-    Redis(RedisTableConfig),
+kinds! {
+    /// `[tables.NAME]`: one variant per `type`.
+    pub enum TableConfig: dyn TableKind {
+        /// `type = "kafka"`: last value per key of a (compacted) topic.
+        Kafka(KafkaTableConfig),
+        /// `type = "redis"`: a hash's fields, or the keys matching a pattern.
+        Redis(RedisTableConfig),
+    }
 }
 
-impl TableConfig {
-    const KINDS: &'static [&'static str] = &["kafka", "redis"];
+/// A table kind: its config, its checks and how its loader is built. See
+/// [`crate::kinds`].
+pub trait TableKind: std::fmt::Debug + Send + Sync {
+    /// Its `type = "..."`.
+    fn type_name() -> &'static str
+    where
+        Self: Sized;
 
-    pub(crate) fn from_toml(
-        path: &str,
-        value: toml::Value,
-        problems: &mut Vec<String>,
-    ) -> Option<Self> {
-        config::tagged(
-            path,
-            value,
-            problems,
-            Self::KINDS,
-            |kind, path, v, problems| match kind {
-                "kafka" => config::item(path, v, problems).map(Self::Kafka),
-                _ => config::item(path, v, problems).map(Self::Redis),
-            },
-        )
+    /// Problems no single key shows, each under `at` (`tables.NAME`).
+    fn problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
     }
 
-    /// Problems no single key shows.
-    pub(crate) fn problems(&self, at: &str) -> Vec<String> {
-        match self {
-            Self::Kafka(k) => k.problems(at),
-            Self::Redis(r) => r.problems(at),
-        }
+    /// The topics it needs on the embedded broker, when it names it.
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        None
     }
+
+    /// Builds the loader that fills `table`, not yet running.
+    fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>>;
+}
+
+/// What fills a table and keeps it up to date, until `stop` fires.
+#[async_trait::async_trait]
+pub trait Loader: Send + 'static {
+    /// Loads the table, marks it ready, then follows its source.
+    async fn run(self: Box<Self>, stop: Shutdown);
 }
 
 /// Keys and values, as bytes.

@@ -14,16 +14,17 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde::Deserialize;
 
-use super::{Entries, Table};
+use super::{Entries, Loader, Table, TableKind};
+use crate::common::redis::{Connector, RedisUrl};
 use crate::config::HumanDuration;
-use crate::redis::{Connector, RedisUrl};
+use crate::kinds::BuildContext;
 use crate::shutdown::Shutdown;
 
 /// Keys read per `MGET` when loading a pattern.
 const CHUNK: usize = 500;
 
 /// `[tables.NAME]` with `type = "redis"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTableConfig {
     /// `redis://host:port/db`.
@@ -33,16 +34,20 @@ pub struct RedisTableConfig {
     /// A glob: every string key matching it is a table entry.
     pub pattern: Option<String>,
     /// How often the whole table is read again.
-    #[serde(default = "default_refresh")]
+    #[serde(default = "crate::config::defaults::redis_table_refresh")]
     pub refresh: HumanDuration,
 }
 
-fn default_refresh() -> HumanDuration {
-    HumanDuration(Duration::from_secs(1))
-}
+impl TableKind for RedisTableConfig {
+    fn type_name() -> &'static str {
+        "redis"
+    }
 
-impl RedisTableConfig {
-    pub(super) fn problems(&self, at: &str) -> Vec<String> {
+    fn build(&self, table: Arc<Table>, _cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
+        Ok(Box::new(RedisLoader::new(table, self)?))
+    }
+
+    fn problems(&self, at: &str) -> Vec<String> {
         let mut problems = Vec::new();
         if self.hash.is_some() == self.pattern.is_some() {
             problems.push(format!("{at}: set exactly one of `hash` and `pattern`"));
@@ -76,8 +81,11 @@ impl RedisLoader {
             config: config.clone(),
         })
     }
+}
 
-    pub(super) async fn run(mut self, mut shutdown: Shutdown) {
+#[async_trait::async_trait]
+impl Loader for RedisLoader {
+    async fn run(mut self: Box<Self>, mut shutdown: Shutdown) {
         let mut failures = 0;
         loop {
             match self.load().await {
@@ -98,7 +106,9 @@ impl RedisLoader {
             }
         }
     }
+}
 
+impl RedisLoader {
     async fn load(&mut self) -> Result<Entries, redis::RedisError> {
         let mut conn = self.connector.get().await?;
         let result = match (&self.config.hash, &self.config.pattern) {

@@ -15,10 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use super::{Table, TableConfig, Tables, kafka, redis};
-use crate::kafka::EmbeddedKafka;
-use crate::metrics::Metrics;
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use super::{Table, TableConfig, Tables};
+use crate::kinds::BuildContext;
+use crate::shutdown::{self, ShutdownTrigger};
 
 /// Every table of the running config and the task that fills each.
 #[derive(Debug, Default)]
@@ -33,40 +32,10 @@ struct Loader {
     task: JoinHandle<()>,
 }
 
-/// A loader built but not started.
-enum Filler {
-    Kafka(kafka::KafkaLoader),
-    Redis(Box<redis::RedisLoader>),
-}
-
-impl Filler {
-    fn build(
-        table: &Arc<Table>,
-        config: &TableConfig,
-        embedded: Option<&EmbeddedKafka>,
-    ) -> anyhow::Result<Self> {
-        Ok(match config {
-            TableConfig::Kafka(c) => {
-                Self::Kafka(kafka::KafkaLoader::new(Arc::clone(table), c, embedded)?)
-            }
-            TableConfig::Redis(c) => {
-                Self::Redis(Box::new(redis::RedisLoader::new(Arc::clone(table), c)?))
-            }
-        })
-    }
-
-    async fn run(self, stop: Shutdown) {
-        match self {
-            Self::Kafka(loader) => loader.run(stop).await,
-            Self::Redis(loader) => loader.run(stop).await,
-        }
-    }
-}
-
 /// A change to the running tables, ready to apply: see the module docs.
 pub struct TableSwap {
     tables: Tables,
-    start: Vec<(String, Filler)>,
+    start: Vec<(String, Box<dyn super::Loader>)>,
     gone: BTreeSet<String>,
 }
 
@@ -94,12 +63,11 @@ impl RunningTables {
     /// Starts a loader for every table in `configs`.
     pub fn start(
         configs: &BTreeMap<String, TableConfig>,
-        metrics: &Metrics,
-        embedded: Option<&EmbeddedKafka>,
+        cx: &BuildContext<'_>,
     ) -> anyhow::Result<Self> {
         let mut running = Self::default();
         let all = configs.keys().cloned().collect();
-        let swap = running.prepare(configs, &all, &BTreeSet::new(), metrics, embedded)?;
+        let swap = running.prepare(configs, &all, &BTreeSet::new(), cx)?;
         running.start_loaders(swap);
         Ok(running)
     }
@@ -117,8 +85,7 @@ impl RunningTables {
         configs: &BTreeMap<String, TableConfig>,
         start: &BTreeSet<String>,
         gone: &BTreeSet<String>,
-        metrics: &Metrics,
-        embedded: Option<&EmbeddedKafka>,
+        cx: &BuildContext<'_>,
     ) -> anyhow::Result<TableSwap> {
         let mut tables: BTreeMap<String, Arc<Table>> = self
             .tables
@@ -131,8 +98,10 @@ impl RunningTables {
             let config = configs
                 .get(name)
                 .with_context(|| format!("tables.{name}: not in the config"))?;
-            let table = Arc::new(Table::new(name, metrics));
-            let filler = Filler::build(&table, config, embedded)
+            let table = Arc::new(Table::new(name, cx.metrics));
+            let filler = config
+                .kind()
+                .build(Arc::clone(&table), cx)
                 .with_context(|| format!("tables.{name}"))?;
             tables.insert(name.clone(), table);
             fillers.push((name.clone(), filler));

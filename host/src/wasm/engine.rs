@@ -1,8 +1,15 @@
 //! The process-wide Wasm engine: one `Engine`, one `Linker`, an epoch ticker,
 //! and a cache of compiled components.
+//!
+//! The cache only remembers components something still uses: it holds each
+//! one weakly, and every [`Plugin`](super::Plugin) made from it holds it
+//! strongly. Once the last plugin of a version is gone (swapped out by a hot
+//! reload, its last instance dropped), its compiled code is freed, so a
+//! `sluice dev` session that rebuilds a plugin 500 times keeps only the
+//! versions that still run.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -17,7 +24,7 @@ use crate::config::defaults::EPOCH_TICK;
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<StoreState>,
-    compiled: Mutex<HashMap<String, Component>>,
+    compiled: Mutex<HashMap<String, Weak<Component>>>,
 }
 
 static GLOBAL: OnceLock<Result<WasmEngine, String>> = OnceLock::new();
@@ -108,9 +115,9 @@ impl WasmEngine {
         hash: &str,
         bytes: &[u8],
         allow_precompiled: bool,
-    ) -> Result<Component, WasmError> {
-        if let Some(c) = self.cache().get(hash) {
-            return Ok(c.clone());
+    ) -> Result<Arc<Component>, WasmError> {
+        if let Some(c) = self.cache().get(hash).and_then(Weak::upgrade) {
+            return Ok(c);
         }
         let component = match Engine::detect_precompiled(bytes) {
             Some(Precompiled::Component) if allow_precompiled => self.deserialize(bytes)?,
@@ -122,8 +129,18 @@ impl WasmEngine {
             None => Component::new(&self.engine, bytes)
                 .map_err(|e| WasmError::Compile(format!("{e:#}")))?,
         };
-        self.cache().insert(hash.to_owned(), component.clone());
+        let component = Arc::new(component);
+        let mut cache = self.cache();
+        cache.retain(|_, c| c.strong_count() > 0);
+        cache.insert(hash.to_owned(), Arc::downgrade(&component));
         Ok(component)
+    }
+
+    /// How many compiled components are in use (so cached) now.
+    pub fn cached(&self) -> usize {
+        let mut cache = self.cache();
+        cache.retain(|_, c| c.strong_count() > 0);
+        cache.len()
     }
 
     /// Compiles component `bytes` ahead of time for this engine (what
@@ -148,7 +165,7 @@ impl WasmEngine {
             .map_err(|e| WasmError::Compile(format!("cannot load precompiled component: {e:#}")))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Component>>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

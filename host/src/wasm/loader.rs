@@ -10,7 +10,7 @@ use super::WasmError;
 use super::engine::{WasmEngine, content_hash};
 use super::host::HostImports;
 use super::plugin::{Limits, Plugin};
-use crate::config::{Config, PluginConfig, PluginSource};
+use crate::config::{PluginConfig, PluginSource};
 
 /// A plugin ready to instantiate, and where it came from.
 #[derive(Debug, Clone)]
@@ -25,25 +25,20 @@ pub struct LoadedPlugin {
 
 /// Loads `[plugins.name]`, and proves it by creating (and discarding) one
 /// instance, so that a bad config fails at start-up, not at the first record.
-pub async fn load_plugin(
-    config: &Config,
-    name: &str,
-    plugin: &PluginConfig,
-) -> Result<LoadedPlugin, WasmError> {
-    load_plugin_with(config, name, plugin, HostImports::default()).await
+pub async fn load_plugin(name: &str, plugin: &PluginConfig) -> Result<LoadedPlugin, WasmError> {
+    load_plugin_with(name, plugin, HostImports::default()).await
 }
 
 /// [`load_plugin`], with the imports the check instance sees (the running
 /// tables, so a join plugin's `init` can open them).
 pub async fn load_plugin_with(
-    config: &Config,
     name: &str,
     plugin: &PluginConfig,
     imports: HostImports,
 ) -> Result<LoadedPlugin, WasmError> {
     let file = match plugin.source() {
-        Some(PluginSource::File(p)) => config.resolve(&p),
-        Some(PluginSource::Crate(c)) => build_crate(&config.resolve(&c)).await?,
+        Some(PluginSource::File(p)) => p,
+        Some(PluginSource::Crate(c)) => build_crate(&c).await?,
         None => {
             return Err(WasmError::Load(
                 "set exactly one of `path` and `crate`".into(),
@@ -70,7 +65,7 @@ pub async fn load_plugin_with(
             WasmEngine::for_fuel(limits.fuel)?.compile(&hash, &bytes, allow_precompiled)?;
         let plugin = Arc::new(Plugin::new(
             &name,
-            &component,
+            component,
             hash,
             limits,
             config_json,

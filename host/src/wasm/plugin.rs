@@ -67,6 +67,9 @@ pub struct Plugin {
     /// The limits for each instance.
     pub limits: Limits,
     pre: InstancePre<StoreState>,
+    /// Keeps the engine's cache entry for this version alive (see
+    /// [`WasmEngine::cached`]).
+    _component: Arc<Component>,
     indices: Indices,
     config_json: String,
     tables: Arc<[String]>,
@@ -87,7 +90,7 @@ impl Plugin {
     /// a Sluice plugin or imports something the host does not provide.
     pub fn new(
         name: &str,
-        component: &Component,
+        component: Arc<Component>,
         hash: String,
         limits: Limits,
         config_json: String,
@@ -96,7 +99,7 @@ impl Plugin {
         let engine = WasmEngine::for_fuel(limits.fuel)?;
         let pre = engine
             .linker()
-            .instantiate_pre(component)
+            .instantiate_pre(&component)
             .map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let (kind, indices) = if let Ok(ix) = filter_api::GuestIndices::new(&pre) {
             (PluginKind::Filter, Indices::Filter(ix))
@@ -111,6 +114,7 @@ impl Plugin {
             hash,
             limits,
             pre,
+            _component: component,
             indices,
             config_json,
             tables: tables.into(),

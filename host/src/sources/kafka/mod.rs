@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -26,9 +27,10 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{Source, SourceOutput};
-use crate::config::{HumanDuration, defaults};
-use crate::kafka::{self, EmbeddedKafka};
+use super::{BuiltSource, Source, SourceKind, SourceOutput};
+use crate::common::kafka::{self, EmbeddedKafka};
+use crate::config::HumanDuration;
+use crate::kinds::BuildContext;
 use crate::metrics::{Counter, Metrics};
 use crate::pipeline::{AckResult, BatchAck};
 use crate::record::{FlatBatch, Origin, Position};
@@ -38,7 +40,7 @@ use tracker::Ticket;
 pub use tracker::Tracker;
 
 /// `[sources.NAME]` with `type = "kafka"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// `host:port,...`, or `"embedded"` for the in-process broker.
@@ -53,13 +55,13 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub start: StartPosition,
     /// The most records in one batch.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "crate::config::defaults::kafka_source_batch_size")]
     pub batch_size: usize,
     /// How long a partition's batch may wait to fill up.
-    #[serde(default = "default_batch_timeout")]
+    #[serde(default = "crate::config::defaults::kafka_source_batch_timeout")]
     pub batch_timeout: HumanDuration,
     /// How often stored offsets are committed.
-    #[serde(default = "default_commit_interval")]
+    #[serde(default = "crate::config::defaults::kafka_source_commit_interval")]
     pub commit_interval: HumanDuration,
     /// librdkafka settings, passed through as they are (they override
     /// Sluice's): `"security.protocol" = "SASL_SSL"`, ...
@@ -80,16 +82,52 @@ pub enum StartPosition {
     Committed,
 }
 
-fn default_batch_size() -> usize {
-    defaults::BATCH_SIZE
-}
+impl SourceKind for KafkaSourceConfig {
+    fn type_name() -> &'static str {
+        "kafka"
+    }
 
-fn default_batch_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_millis(20))
-}
+    fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
+            problems.push(format!(
+                "{at}.topics: name at least one topic (or a ^regex)"
+            ));
+        }
+        if self.group_id.is_empty() {
+            problems.push(format!("{at}.group_id: must not be empty"));
+        }
+        if self.batch_size == 0 {
+            problems.push(format!("{at}.batch_size: must be at least 1"));
+        }
+        problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
+        problems
+    }
 
-fn default_commit_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(1))
+    fn embedded_topics(&self) -> Option<Vec<String>> {
+        // A `^regex` subscription names no topic to create.
+        (self.bootstrap_servers == kafka::EMBEDDED).then(|| {
+            self.topics
+                .iter()
+                .filter(|t| !t.starts_with('^'))
+                .cloned()
+                .collect()
+        })
+    }
+
+    fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
+        tracing::info!(source = %name, topics = ?self.topics, group = %self.group_id, "Kafka source.");
+    }
+
+    fn check(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<()> {
+        self.build(name, cx).map(drop)
+    }
+
+    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
+        let source = KafkaSource::new(name, self.clone(), cx.embedded, cx.metrics)
+            .with_context(|| format!("sources.{name}"))?;
+        Ok(BuiltSource::plain(source))
+    }
 }
 
 /// Counts rebalances, so batches read before one can be told apart.

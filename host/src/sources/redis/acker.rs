@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use redis::Value;
 use tokio::sync::mpsc;
 
+use crate::common::redis::{Connector, EntryId};
 use crate::metrics::Counter;
 use crate::pipeline::AckResult;
-use crate::redis::{Connector, EntryId};
 
 /// Id ranges of the batches in flight, per stream.
 #[derive(Debug, Default)]
@@ -156,7 +156,7 @@ pub(super) async fn run(
                 tracing::warn!(%source, error = %e, batches = queue.len(), "XACK failed; retrying.");
                 // A lost connection waits in `conn.get()`; anything else
                 // (a server error) waits here, so a retry never spins.
-                if !crate::redis::is_connection_error(&e) {
+                if !crate::common::redis::is_connection_error(&e) {
                     conn.pause().await;
                 }
             }

@@ -24,17 +24,18 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Source, SourceOutput};
-use crate::config::{HumanDuration, defaults};
+use super::{BuiltSource, Source, SourceKind, SourceOutput};
+use crate::common::redis::{Connector, Entry, EntryId, EntryMapping, RedisUrl, parse_entries};
+use crate::config::HumanDuration;
+use crate::kinds::BuildContext;
 use crate::metrics::{Counter, Metrics};
 use crate::pipeline::BatchAck;
 use crate::record::{FlatBatch, Origin};
-use crate::redis::{Connector, Entry, EntryId, EntryMapping, RedisUrl, parse_entries};
 use crate::shutdown::Shutdown;
 use acker::{Completion, InFlight};
 
 /// `[sources.NAME]` with `type = "redis"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSourceConfig {
     /// `redis://host:port/db`.
@@ -45,7 +46,7 @@ pub struct RedisSourceConfig {
     /// Also read every stream whose key matches this glob (`SCAN MATCH`).
     pub pattern: Option<String>,
     /// How often `pattern` is scanned for new streams.
-    #[serde(default = "default_discover_interval")]
+    #[serde(default = "crate::config::defaults::redis_source_discover_interval")]
     pub discover_interval: HumanDuration,
     /// The consumer group.
     pub group: String,
@@ -58,14 +59,14 @@ pub struct RedisSourceConfig {
     #[serde(default)]
     pub start: GroupStart,
     /// The most entries read per stream per read.
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "crate::config::defaults::redis_source_batch_size")]
     pub batch_size: usize,
     /// How long one read waits for new entries.
-    #[serde(default = "default_block")]
+    #[serde(default = "crate::config::defaults::redis_source_block")]
     pub block: HumanDuration,
     /// Entries pending this long are claimed (`XAUTOCLAIM`) and processed
     /// again: those of consumers that died, and this one's failed batches.
-    #[serde(default = "default_claim_idle")]
+    #[serde(default = "crate::config::defaults::redis_source_claim_idle")]
     pub claim_idle: HumanDuration,
     /// The entry field that becomes the record value; the other fields
     /// become headers. Unset: the whole entry becomes a JSON object.
@@ -88,26 +89,16 @@ pub enum GroupStart {
     Latest,
 }
 
-fn default_discover_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(5))
-}
+impl SourceKind for RedisSourceConfig {
+    fn type_name() -> &'static str {
+        "redis"
+    }
 
-fn default_batch_size() -> usize {
-    defaults::BATCH_SIZE
-}
-
-fn default_block() -> HumanDuration {
-    HumanDuration(Duration::from_secs(1))
-}
-
-fn default_claim_idle() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
-}
-
-impl RedisSourceConfig {
-    /// Problems no single key shows, for config validation.
-    pub(crate) fn problems(&self, at: &str) -> Vec<String> {
+    fn problems(&self, at: &str) -> Vec<String> {
         let mut p = Vec::new();
+        if self.batch_size == 0 {
+            p.push(format!("{at}.batch_size: must be at least 1"));
+        }
         if self.streams.is_empty() && self.pattern.is_none() {
             p.push(format!("{at}: set `streams`, `pattern`, or both"));
         }
@@ -120,6 +111,20 @@ impl RedisSourceConfig {
         p
     }
 
+    fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
+        tracing::info!(source = %name, streams = ?self.streams, pattern = ?self.pattern, group = %self.group, "Redis streams source.");
+    }
+
+    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
+        Ok(BuiltSource::plain(RedisSource::new(
+            name,
+            self.clone(),
+            cx.metrics,
+        )))
+    }
+}
+
+impl RedisSourceConfig {
     fn consumer_name(&self) -> String {
         self.consumer
             .clone()
@@ -227,7 +232,7 @@ impl Source for RedisSource {
                 _ = shutdown.recv() => break,
                 result = step => if let Err(e) = result {
                     reader.conn.check(&Err::<(), _>(e.clone()));
-                    if !crate::redis::is_connection_error(&e) {
+                    if !crate::common::redis::is_connection_error(&e) {
                         tracing::warn!(source = %self.name, error = %e, "Redis read failed; retrying.");
                         reader.conn.pause().await;
                     }
@@ -326,7 +331,7 @@ impl RedisSource {
             }
             Err(e) => return Err(e),
         };
-        let streams = crate::redis::parse_read_reply(reply).map_err(protocol_error)?;
+        let streams = crate::common::redis::parse_read_reply(reply).map_err(protocol_error)?;
         if reading_pending {
             for (stream, _) in &pending {
                 let entries = streams
@@ -446,7 +451,7 @@ impl RedisSource {
                     return Err(protocol_error("short XAUTOCLAIM reply".into()));
                 }
                 let entries = parse_entries(parts.remove(1)).map_err(protocol_error)?;
-                let next = crate::redis::bytes(parts.remove(0))
+                let next = crate::common::redis::bytes(parts.remove(0))
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_else(|| "0-0".into());
                 if !entries.is_empty() {

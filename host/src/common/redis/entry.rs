@@ -1,194 +1,12 @@
-//! What the Redis parts share: connections that come back after Redis
-//! goes away, stream entry ids, and the mapping between stream entries and
-//! records.
-//!
-//! Every Redis part talks to Redis through [`Connector`]: it connects on
-//! first use, and after an I/O error it drops the connection and reconnects
-//! with exponential backoff, so a Redis restart costs a few failed requests
-//! (whose records stay unacknowledged) and nothing else.
+//! Stream entry ids, and the mapping between stream entries and records.
 
 use std::fmt;
-use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
-use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, Value};
+use redis::Value;
 use serde::Deserialize;
 
 use crate::record::{FlatBatch, Position, Record};
-
-/// A Redis URL (`redis://host:port/db`, `rediss://…`, `redis+unix:///…`),
-/// checked when the config is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisUrl(pub String);
-
-impl<'de> Deserialize<'de> for RedisUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let url = String::deserialize(d)?;
-        redis::Client::open(url.as_str())
-            .map(|_| RedisUrl(url.clone()))
-            .map_err(|e| serde::de::Error::custom(format!("`{url}` is not a Redis URL: {e}")))
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A connection that is re-established after failures.
-pub struct Connector {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    conn: Option<MultiplexedConnection>,
-    broken: Arc<AtomicBool>,
-    backoff: Backoff,
-    /// Who uses it, for logs.
-    owner: String,
-}
-
-impl fmt::Debug for Connector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connector")
-            .field("owner", &self.owner)
-            .finish()
-    }
-}
-
-impl Connector {
-    /// A connector for `url`. `response_timeout` bounds every request; a
-    /// connection used for `BLOCK` reads needs one longer than the block.
-    pub fn new(url: &RedisUrl, owner: &str, response_timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url.0.as_str())?;
-        Ok(Self {
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(response_timeout)),
-            conn: None,
-            broken: Arc::new(AtomicBool::new(false)),
-            backoff: Backoff::default(),
-            owner: owner.to_owned(),
-        })
-    }
-
-    /// The connection, connecting first if there is none. Fails (after
-    /// waiting out the current backoff) when Redis cannot be reached.
-    pub async fn get(&mut self) -> Result<MultiplexedConnection, RedisError> {
-        if self.broken.swap(false, Ordering::AcqRel) {
-            self.conn = None;
-        }
-        if let Some(conn) = &self.conn {
-            return Ok(conn.clone());
-        }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
-            Ok(conn) => {
-                if self.backoff.failures > 0 {
-                    tracing::info!(owner = %self.owner, "Reconnected to Redis.");
-                }
-                self.backoff.reset();
-                self.conn = Some(conn.clone());
-                Ok(conn)
-            }
-            Err(e) => {
-                let wait = self.backoff.next_wait();
-                tracing::warn!(owner = %self.owner, error = %e, retry_in = ?wait, "Cannot reach Redis.");
-                tokio::time::sleep(wait).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Reports the outcome of a request; a connection-level failure drops
-    /// the connection so that the next [`Connector::get`] reconnects.
-    pub fn check<T>(&mut self, result: &Result<T, RedisError>) {
-        if let Err(e) = result
-            && is_connection_error(e)
-            && self.conn.take().is_some()
-        {
-            tracing::warn!(owner = %self.owner, error = %e, "Lost the Redis connection.");
-        }
-    }
-
-    /// Waits out the backoff after a failure that [`Connector::check`]
-    /// does not cover (a server error that a retry may fix).
-    pub async fn pause(&mut self) {
-        tokio::time::sleep(self.backoff.next_wait()).await;
-    }
-}
-
-/// Sends `pipe` and returns what resolves when Redis has answered all of
-/// it, for sinks. The request is queued on the connection before this
-/// returns, so pipelines reach Redis in the order they were sent even while
-/// several await their replies.
-pub async fn send_pipelined(
-    conn: &mut Connector,
-    pipe: redis::Pipeline,
-    sink: &str,
-) -> Result<crate::sinks::Ack, crate::sinks::SinkError> {
-    let fail = {
-        let sink = sink.to_owned();
-        move |e: RedisError| crate::sinks::SinkError::Delivery {
-            sink: sink.clone(),
-            reason: format!("Redis: {e}"),
-        }
-    };
-    let mut c = conn.get().await.map_err(&fail)?;
-    let broken = Arc::clone(&conn.broken);
-    let mut reply = Box::pin(async move {
-        let result = pipe.query_async::<Vec<Value>>(&mut c).await;
-        if let Err(e) = &result
-            && is_connection_error(e)
-        {
-            broken.store(true, Ordering::Release);
-        }
-        result.map(drop)
-    });
-    // The first poll hands the request to the connection's writer.
-    let first = std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await;
-    if let Poll::Ready(result) = first {
-        return Ok(Box::pin(std::future::ready(result.map_err(fail))));
-    }
-    Ok(Box::pin(async move { reply.await.map_err(fail) }))
-}
-
-/// Whether `e` means the connection is gone (as opposed to a refused command).
-pub fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-}
-
-/// Exponential backoff: 100 ms doubling to 5 s.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    /// The wait before the next attempt.
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = Duration::from_millis(100) * 2u32.saturating_pow(self.failures.min(6));
-        self.failures = self.failures.saturating_add(1);
-        wait.min(Duration::from_secs(5))
-    }
-
-    /// After a success.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-}
 
 /// A stream entry id, `<ms>-<seq>`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -429,10 +247,10 @@ pub struct EntryWriter {
     #[serde(default)]
     pub format: EntryFormat,
     /// With `fields`: where the value goes.
-    #[serde(default = "default_value_field")]
+    #[serde(default = "crate::config::defaults::entry_value_field")]
     pub value_field: String,
     /// With `fields`: where the key goes (omitted for records without one).
-    #[serde(default = "default_key_field")]
+    #[serde(default = "crate::config::defaults::entry_key_field")]
     pub key_field: String,
     /// With `fields`: where the timestamp goes; unset, it is not written.
     pub timestamp_field: Option<String>,
@@ -442,19 +260,11 @@ impl Default for EntryWriter {
     fn default() -> Self {
         Self {
             format: EntryFormat::Fields,
-            value_field: default_value_field(),
-            key_field: default_key_field(),
+            value_field: crate::config::defaults::entry_value_field(),
+            key_field: crate::config::defaults::entry_key_field(),
             timestamp_field: None,
         }
     }
-}
-
-pub(crate) fn default_value_field() -> String {
-    "value".into()
-}
-
-pub(crate) fn default_key_field() -> String {
-    "key".into()
 }
 
 impl EntryWriter {

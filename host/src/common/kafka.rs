@@ -133,3 +133,12 @@ pub fn resolve(bootstrap: &str, embedded: Option<&EmbeddedKafka>) -> Result<Stri
         Ok(bootstrap.to_owned())
     }
 }
+
+/// The problem with a `bootstrap_servers` value at `at`, if any.
+pub fn bootstrap_problem(at: &str, bootstrap: &str) -> Option<String> {
+    bootstrap.is_empty().then(|| {
+        format!(
+            "{at}.bootstrap_servers: must not be empty (\"embedded\" runs an in-process broker)"
+        )
+    })
+}
