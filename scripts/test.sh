@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine that has only the
-# Rust toolchain, then runs every test in the workspace.
+# Rust toolchain, checks formatting and lints (clippy, -D warnings), then
+# runs every test in the workspace.
 #
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
 # tests), redis-server (Debian's package; the Redis tests start their own
@@ -19,6 +20,10 @@ if ! command -v redis-server >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools
 fi
 # The package starts a system-wide server on 6379; the tests don't use it.
+
+# Formatting and lints first: a red lint fails CI like a red test.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

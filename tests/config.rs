@@ -195,7 +195,11 @@ fn variables_are_interpolated_and_missing_ones_named() {
     .unwrap();
     assert_eq!(ok.server.listen.port(), 9999);
     match &ok.sinks["out"] {
-        sluice::sinks::SinkConfig::File(f) => assert_eq!(f.path, Path::new("from-env.jsonl")),
+        // Relative paths are resolved against the config's directory when
+        // the config is parsed.
+        sluice::sinks::SinkConfig::File(f) => {
+            assert_eq!(f.path, Path::new("/base/from-env.jsonl"))
+        }
         other => panic!("{other:?}"),
     }
     let p = problems("[server]\nlisten = \"${NOT_SET}\"\n");

@@ -26,7 +26,9 @@
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
 //! - [`metrics`]: counters and their Prometheus rendering.
-//! - [`reload`]: plugin hot reload (file watch, debounce, load, swap).
+//! - [`reload`]: what changes without a restart: one debounced file watcher
+//!   for plugin hot reload, `sluice dev` rebuilds and the config file;
+//!   building plugin crates.
 //! - [`runtime`]: starting everything from a config, reloading it (only the
 //!   changed sources and their routes), and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.

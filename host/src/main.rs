@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::config::Config;
-use sluice::runtime::{self, watch};
+use sluice::reload::config as watch;
+use sluice::runtime;
 use sluice::wasm::WasmEngine;
 
 /// A stream router whose per-record logic runs as WebAssembly components.

@@ -9,7 +9,7 @@ pub mod redis;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,51 +26,38 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds every plugin crate for wasm32-wasip2, once per test binary, and
-/// returns the directory holding the `.wasm` files. Never reads stale
-/// artifacts: cargo rebuilds whatever changed.
-pub fn plugin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = workspace().join("target").join("sluice-plugins");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args([
-                "-p",
-                "client-filter",
-                "-p",
-                "json-transform",
-                "-p",
-                "port-router",
-                "-p",
-                "snapshot",
-            ])
-            .args([
-                "-p",
-                "fixture-trap",
-                "-p",
-                "fixture-spin",
-                "-p",
-                "fixture-hog",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the plugins failed");
-        target.join("wasm32-wasip2").join("release")
+/// The component file of plugin crate `package`: `client-filter` is
+/// `plugins/client-filter`, `fixture-trap` is `plugins/fixtures/trap`.
+///
+/// Built from source with the function `crate =` plugins use
+/// ([`sluice::reload::build_crate`]), once per test binary and crate, so a
+/// test never reads another test's (or an older build's) output: cargo
+/// rebuilds whatever changed.
+pub fn plugin(package: &str) -> String {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = built.get(package) {
+        return file.display().to_string();
+    }
+    let dir = match package.strip_prefix("fixture-") {
+        Some(fixture) => workspace().join("plugins").join("fixtures").join(fixture),
+        None => workspace().join("plugins").join(package),
+    };
+    // Its own thread and runtime, so this works from sync and async tests.
+    let file = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(sluice::reload::build_crate(&dir))
+        })
+        .join()
+        .expect("the build thread")
     })
-}
-
-/// The component file of plugin crate `name` (`client-filter` → `client_filter.wasm`).
-pub fn plugin(name: &str) -> String {
-    plugin_dir()
-        .join(format!("{}.wasm", name.replace('-', "_")))
-        .display()
-        .to_string()
+    .unwrap_or_else(|e| panic!("building {package}: {e}"));
+    built.insert(package.to_owned(), file.clone());
+    file.display().to_string()
 }
 
 /// Parses `text` as a config whose relative paths resolve against `base`.

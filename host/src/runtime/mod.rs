@@ -18,7 +18,7 @@
 //! throughout.
 //!
 //! Files: `unit` (a source and its routes), `diff` (what a new config
-//! changes), `reload` (applying it), `watch` (SIGHUP and the config file),
+//! changes), `reload` (applying it; noticing a change is [`crate::reload`]),
 //! `embedded` (the in-process broker), `announce` (the start-up log).
 
 mod announce;
@@ -26,7 +26,6 @@ mod diff;
 mod embedded;
 mod reload;
 mod unit;
-pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

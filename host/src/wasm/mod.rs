@@ -12,7 +12,7 @@ mod state;
 
 pub use engine::{WasmEngine, content_hash};
 pub use host::{HostImports, PresenceCheck};
-pub use loader::{LoadedPlugin, build_crate, load_plugin, load_plugin_with};
+pub use loader::{LoadedPlugin, load_plugin, load_plugin_with};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
 pub use state::{PluginState, PluginStates};

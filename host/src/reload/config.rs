@@ -1,17 +1,17 @@
 //! Telling a running Sluice its config changed: SIGHUP, or the config file
 //! being written.
 //!
-//! The file's directory is watched, not the file, for the same reason as
-//! plugin files (editors replace a file by renaming a new one over it).
-//! Events are debounced: one save is several events, and a file half
-//! written is not a config.
+//! The file's directory is watched, not the file, and events are
+//! debounced, as for every watched file (see [`super::watch`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use notify::{RecursiveMode, Watcher};
+use notify::RecursiveMode;
 use tokio::sync::mpsc;
+
+use super::watch::{Debounced, Events};
 
 /// How long the config file must stay quiet before it is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -53,28 +53,13 @@ fn watch_file_changes(path: &Path, tx: mpsc::Sender<Trigger>) -> anyhow::Result<
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
-    let wanted = file.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let relevant = matches!(
-            event.kind,
-            notify::EventKind::Create(_) | notify::EventKind::Modify(_)
-        ) && event.paths.iter().any(|p| p == &wanted);
-        if relevant {
-            let _ = events_tx.send(());
-        }
-    })
-    .context("cannot watch the config file")?;
-    watcher
+    let mut changes = Debounced::new(Events::Writes, DEBOUNCE, move |p| (p == file).then_some(()))
+        .context("cannot watch the config file")?;
+    changes
         .watch(&dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {}", dir.display()))?;
     tokio::spawn(async move {
-        // The watcher lives as long as this task.
-        let _watcher = watcher;
-        while events.recv().await.is_some() {
-            // Wait until the file has been quiet for DEBOUNCE.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+        while changes.next().await.is_some() {
             if tx.send(Trigger::FileChanged).await.is_err() {
                 break;
             }
