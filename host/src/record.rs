@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-pub use sluice_sdk::{FLAG_HAS_KEY, FLAG_NULL_VALUE, FlatBatch, Origin, Position, Record};
+pub use sluice_format::{FLAG_HAS_KEY, FLAG_NULL_VALUE, FlatBatch, Origin, Position, Record};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {

@@ -105,7 +105,7 @@ impl Template {
                     );
                 }
                 Part::Field(f) => {
-                    let v = sluice_sdk::json::field(record.value(), f)
+                    let v = sluice_format::json::field(record.value(), f)
                         .map_err(|e| fail(e.to_string()))?
                         .ok_or_else(|| fail(format!("no JSON field `{f}`")))?;
                     out.push_str(&v);

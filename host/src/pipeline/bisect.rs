@@ -11,7 +11,7 @@
 //! (`MAX_FAILED_CALLS`); past that, what is left fails as a whole. One
 //! poison record in a batch of 256 takes about 2·log2(256) = 16 calls.
 
-use sluice_sdk::{FilterOutcome, RecordError, TransformOutcome};
+use sluice_format::{FilterOutcome, RecordError, TransformOutcome};
 
 use crate::record::FlatBatch;
 

@@ -10,7 +10,7 @@ use crate::config::OnError;
 use crate::metrics::{Counter, Metrics};
 use crate::record::{FlatBatch, Record};
 use crate::wasm::{HostImports, Instance, Plugin, PluginKind, PluginSlot, WasmError};
-use sluice_sdk::{FilterOutcome, TransformOutcome};
+use sluice_format::{FilterOutcome, TransformOutcome};
 
 use super::bisect::{self, MAX_FAILED_CALLS, Outcome};
 

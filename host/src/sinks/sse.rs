@@ -359,7 +359,7 @@ impl SseHub {
     /// The client a record is for: its key, or `client_field` of its value.
     pub fn client_of<'r>(&self, record: &Record<'r>) -> Option<std::borrow::Cow<'r, str>> {
         match &self.config.client_field {
-            Some(field) => sluice_sdk::json::field(record.value(), field)
+            Some(field) => sluice_format::json::field(record.value(), field)
                 .ok()
                 .flatten(),
             None => record.key_str().map(Into::into),

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::kinds::{BuildContext, kinds};
 use crate::metrics::{Gauge, Metrics};
 use crate::shutdown::Shutdown;
-use sluice_sdk::tables::Lookup;
+use sluice_format::Lookup;
 
 pub use kafka::KafkaTableConfig;
 pub use redis::RedisTableConfig;

@@ -1,7 +1,7 @@
 //! Checks that a plugin's result fits the batch it was given, before the
 //! host uses it (or commits the call's state writes).
 
-use sluice_sdk::{FilterOutcome, RecordError, TransformOutcome};
+use sluice_format::{FilterOutcome, RecordError, TransformOutcome};
 
 use super::WasmError;
 

@@ -19,7 +19,7 @@ pub use state::{PluginState, PluginStates};
 
 use std::time::Duration;
 
-use sluice_sdk::InitError;
+use sluice_format::InitError;
 
 /// Why a plugin could not be loaded or run.
 #[derive(Debug, Clone, thiserror::Error)]

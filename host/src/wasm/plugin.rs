@@ -13,7 +13,7 @@ use super::checks::{check_filter, check_transform};
 use super::engine::WasmEngine;
 use super::host::{HostImports, InstanceLabel, StoreState};
 use crate::record::{FlatBatch, Origin};
-use sluice_sdk::{FilterOutcome, InitError, RecordError, TransformOutcome};
+use sluice_format::{FilterOutcome, InitError, RecordError, TransformOutcome};
 
 /// Which export a plugin has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,9 @@
 //! bindings must be generated inside the plugin crate, for exactly one world.
 //! wit-component merges every world whose type section is linked into a
 //! module, so an SDK that generated all worlds itself would force every plugin
-//! to export everything. A proc-macro knows where the SDK's `wit/` folder is
-//! and can hand `wit_bindgen::generate!` an absolute path.
+//! to export everything. A proc-macro knows where its own `wit/` folder is
+//! (the WIT ships inside this crate) and can hand `wit_bindgen::generate!`
+//! an absolute path, wherever the SDK sits on disk.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -101,7 +102,9 @@ pub fn transform(_attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn export(world: World, ty: &Path) -> Tokens {
-    let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+    // The WIT ships inside this crate (`wit/`), so a packaged SDK or a
+    // plugin crate anywhere on disk builds against the same interfaces.
+    let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
     let (world_name, iface) = match world {
         World::Filter => ("filter", quote!(filter_api)),
         World::Transform => ("transform", quote!(transform_api)),

@@ -126,9 +126,7 @@
 //! Plugins run sandboxed: no files, network, environment or clock beyond what
 //! WASI gives every component, under a memory cap and a time budget per batch.
 
-mod batch;
 mod glob;
-pub mod json;
 pub mod log;
 mod outcome;
 mod output;
@@ -136,17 +134,22 @@ mod plugin;
 pub mod presence;
 pub mod state;
 pub mod tables;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use batch::{FLAG_HAS_KEY, FLAG_NULL_VALUE, FlatBatch, LayoutError, Origin, Position, Record};
 pub use glob::glob_match;
-pub use outcome::{Error, FilterOutcome, InitError, RecordError, TransformOutcome};
+pub use outcome::Error;
 pub use output::{Emit, Output};
 pub use plugin::{Filter, NoConfig, Transform, parse_config, run_filter, run_transform};
+pub use sluice_format::json;
+pub use sluice_format::{
+    FLAG_HAS_KEY, FLAG_NULL_VALUE, FilterOutcome, FlatBatch, InitError, LayoutError, Origin,
+    Position, Record, RecordError, TransformOutcome,
+};
 pub use sluice_sdk_macros::{export_filter, export_join, export_transform, filter, transform};
 
 /// What a `#[filter]` function may return: `bool` or `Result<bool, E>`.

@@ -1,7 +1,8 @@
 //! Where a transform writes its output records.
 
-use crate::batch::{FLAG_HAS_KEY, FLAG_NULL_VALUE, Mark, Position, Record};
-use crate::outcome::{RecordError, TransformOutcome};
+use sluice_format::{
+    FLAG_HAS_KEY, FLAG_NULL_VALUE, Mark, Position, Record, RecordError, TransformOutcome,
+};
 
 /// Collects a transform's output records for one batch, in flat form.
 #[derive(Debug)]

@@ -2,9 +2,9 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::batch::{FlatBatch, Record};
-use crate::outcome::{Error, FilterOutcome, InitError, RecordError, TransformOutcome};
+use crate::outcome::Error;
 use crate::output::Output;
+use sluice_format::{FilterOutcome, FlatBatch, InitError, Record, RecordError, TransformOutcome};
 
 /// Keeps or drops records.
 ///

@@ -6,9 +6,8 @@ use std::cell::RefCell;
 #[cfg(target_arch = "wasm32")]
 pub use wit_bindgen;
 
-use crate::batch::FlatBatch;
-use crate::outcome::{FilterOutcome, InitError, RecordError, TransformOutcome};
 use crate::plugin::{Filter, Transform, parse_config, run_filter, run_transform};
+use sluice_format::{FilterOutcome, FlatBatch, InitError, RecordError, TransformOutcome};
 
 type FilterFn = Box<dyn FnMut(&FlatBatch) -> FilterOutcome>;
 type TransformFn = Box<dyn FnMut(&FlatBatch) -> TransformOutcome>;

@@ -66,10 +66,27 @@ pub fn set_backend(backend: Backend) {
     let _ = BACKEND.set(backend);
 }
 
+/// State before the export macro connected it to the host.
+#[cfg(target_arch = "wasm32")]
+const UNSET: Backend = Backend {
+    get: |_| None,
+    put: |_, _| {
+        Err(StateError::Full(
+            "state is not available before `init`".into(),
+        ))
+    },
+    delete: |_| {},
+};
+
 fn backend() -> Backend {
     match BACKEND.get() {
         Some(b) => *b,
+        #[cfg(not(target_arch = "wasm32"))]
         None => crate::testing::STATE_BACKEND,
+        // Every export macro sets the backend in `init`; before that (a
+        // static initialiser, say) there is no state to read or write.
+        #[cfg(target_arch = "wasm32")]
+        None => UNSET,
     }
 }
 

@@ -53,74 +53,7 @@ pub trait Handle {
     fn get_many(&self, keys: &[u8], key_ends: &[u32]) -> Lookup;
 }
 
-/// The values of many keys, from [`Table::get_many`], in the keys' order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lookup {
-    /// One byte per key: 1 found, 0 not.
-    pub found: Vec<u8>,
-    /// The values found, concatenated.
-    pub values: Vec<u8>,
-    /// End offset of each key's value in `values`.
-    pub value_ends: Vec<u32>,
-}
-
-impl Lookup {
-    /// How many keys were looked up.
-    pub fn len(&self) -> usize {
-        self.found.len()
-    }
-
-    /// Whether no keys were looked up.
-    pub fn is_empty(&self) -> bool {
-        self.found.is_empty()
-    }
-
-    /// Looks up every key of `keys` (key `i` ends at `key_ends[i]`) with
-    /// `get`. `None` when `key_ends` does not fit `keys` or the values pass
-    /// 4 GiB. The host and the native test tables both answer `get-many`
-    /// with it.
-    #[doc(hidden)]
-    pub fn build<V: AsRef<[u8]>>(
-        keys: &[u8],
-        key_ends: &[u32],
-        mut get: impl FnMut(&[u8]) -> Option<V>,
-    ) -> Option<Self> {
-        let mut lookup = Self {
-            found: Vec::with_capacity(key_ends.len()),
-            values: Vec::new(),
-            value_ends: Vec::with_capacity(key_ends.len()),
-        };
-        let mut start = 0;
-        for &end in key_ends {
-            let key = keys.get(start..end as usize)?;
-            start = end as usize;
-            match get(key) {
-                Some(v) => {
-                    lookup.found.push(1);
-                    lookup.values.extend_from_slice(v.as_ref());
-                }
-                None => lookup.found.push(0),
-            }
-            lookup
-                .value_ends
-                .push(u32::try_from(lookup.values.len()).ok()?);
-        }
-        Some(lookup)
-    }
-
-    /// The value of key `i`, if it was found.
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        if *self.found.get(i)? != 1 {
-            return None;
-        }
-        let start = match i {
-            0 => 0,
-            _ => *self.value_ends.get(i - 1)? as usize,
-        };
-        let end = *self.value_ends.get(i)? as usize;
-        self.values.get(start..end)
-    }
-}
+pub use sluice_format::Lookup;
 
 /// Keys gathered for one [`Table::get_many`] call.
 #[derive(Debug, Clone, Default)]
@@ -170,7 +103,13 @@ impl Table {
     pub fn open(name: &str) -> Result<Self, TableError> {
         match BACKEND.get() {
             Some(backend) => backend.open(name).map(Self),
+            #[cfg(not(target_arch = "wasm32"))]
             None => crate::testing::open_table(name).map(Self),
+            // Only `export_join!` connects tables to the host.
+            #[cfg(target_arch = "wasm32")]
+            None => Err(TableError::NotDeclared(format!(
+                "`{name}`: only join plugins can open tables; export this plugin with `sluice_sdk::export_join!` (not export_filter! or export_transform!) and list the table in `[plugins.NAME] tables`"
+            ))),
         }
     }
 

@@ -24,10 +24,9 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::batch::{FlatBatch, Origin, Position};
-use crate::outcome::{FilterOutcome, InitError, TransformOutcome};
 use crate::plugin::{Filter, Transform, parse_config, run_filter, run_transform};
 use crate::tables::{Handle, Lookup, TableError};
+use sluice_format::{FilterOutcome, FlatBatch, InitError, Origin, Position, TransformOutcome};
 
 /// A record to feed a plugin in a test.
 #[derive(Debug, Clone, Default)]

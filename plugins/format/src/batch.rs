@@ -158,7 +158,8 @@ impl FlatBatch {
 
     /// Appends one header to the record being built. Call [`Self::finish_record`] after.
     #[inline]
-    pub(crate) fn push_header(&mut self, name: &[u8], value: &[u8]) {
+    #[doc(hidden)]
+    pub fn push_header(&mut self, name: &[u8], value: &[u8]) {
         self.header_bytes.extend_from_slice(name);
         self.header_ends.push(end(&self.header_bytes));
         self.header_bytes.extend_from_slice(value);
@@ -167,7 +168,8 @@ impl FlatBatch {
 
     /// Closes the record whose bytes were appended to the buffers.
     #[inline]
-    pub(crate) fn finish_record(&mut self, position: Position, flags: u8, timestamp: i64) {
+    #[doc(hidden)]
+    pub fn finish_record(&mut self, position: Position, flags: u8, timestamp: i64) {
         // Sequences are stored only once one is not zero (Kafka never has
         // one); the records before it get zeros.
         if position.sequence != 0 || !self.sequences.is_empty() {
@@ -184,7 +186,8 @@ impl FlatBatch {
     }
 
     /// Lengths of every buffer, for rolling back a partly written record.
-    pub(crate) fn mark(&self) -> Mark {
+    #[doc(hidden)]
+    pub fn mark(&self) -> Mark {
         Mark([
             self.offsets.len(),
             self.keys.len(),
@@ -195,7 +198,8 @@ impl FlatBatch {
     }
 
     /// Drops everything appended since `mark`.
-    pub(crate) fn rollback(&mut self, mark: Mark) {
+    #[doc(hidden)]
+    pub fn rollback(&mut self, mark: Mark) {
         let [records, keys, values, header_bytes, header_ends] = mark.0;
         self.offsets.truncate(records);
         self.sequences.truncate(records);
@@ -259,7 +263,8 @@ impl FlatBatch {
 
 /// Buffer lengths at one point of building a batch.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Mark([usize; 5]);
+#[doc(hidden)]
+pub struct Mark([usize; 5]);
 
 #[inline]
 fn end(buf: &[u8]) -> u32 {
