@@ -303,3 +303,32 @@ async fn a_fuel_budget_interrupts_a_loop_deterministically() {
     assert!(p["last_failure"].as_str().unwrap().contains("fuel"), "{p}");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_dead_lettered_binary_record_keeps_its_exact_bytes() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        "fixture-trap",
+        "",
+        "on_error = \"dead_letter\"\ndead_letter = \"dlq\"",
+    );
+    let running = start(&text, dir.path()).await;
+    // Not UTF-8, and it contains the trap marker.
+    let body: &[u8] = b"\xff\xfe trap \x00\x80";
+    let req = builder(running.addr, "POST", "/ingest/in")
+        .header("sluice-key", "k")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(body)))
+        .unwrap();
+    let (status, reply) = call(running.addr, req).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let dlq = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].get("value").is_none(), "{}", dlq[0]);
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(dlq[0]["value_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(value, body, "the dead letter holds the original bytes");
+    assert_eq!(dlq[0]["key"], "k");
+    running.shutdown().await.unwrap();
+}

@@ -16,31 +16,100 @@ pub fn now_millis() -> i64 {
 /// Writes `record` as one JSON object:
 /// `{"key":…,"value":…,"headers":{…},"timestamp":…}`.
 ///
-/// A value that is valid JSON is embedded as JSON; any other value becomes a
-/// string (invalid UTF-8 replaced). `key` is a string or `null`. Header values
-/// are strings; a repeated header name keeps its last value.
+/// A value that is valid JSON is embedded as JSON; any other UTF-8 value
+/// becomes a string. `key` is a string or `null`; header values are strings
+/// (a repeated header name keeps its last value).
+///
+/// Bytes that are not UTF-8 are never altered: such a key is written as
+/// `"key_base64"` instead of `"key"`, such a value as `"value_base64"`
+/// instead of `"value"`, and such header values under `"headers_base64"`
+/// (standard base64, padded), so a dead letter keeps the exact record.
 pub fn write_envelope(record: &Record<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"key\":");
+    out.push(b'{');
     match record.key() {
-        Some(k) => write_json_string(&String::from_utf8_lossy(k), out),
-        None => out.extend_from_slice(b"null"),
+        Some(k) => match std::str::from_utf8(k) {
+            Ok(k) => {
+                out.extend_from_slice(b"\"key\":");
+                write_json_string(k, out);
+            }
+            Err(_) => write_base64_field("key_base64", k, out),
+        },
+        None => out.extend_from_slice(b"\"key\":null"),
     }
-    out.extend_from_slice(b",\"value\":");
     match record.value_opt() {
-        None => out.extend_from_slice(b"null"),
-        Some(v) if is_json(v) => out.extend_from_slice(trim_ascii(v)),
-        Some(v) => write_json_string(&String::from_utf8_lossy(v), out),
+        None => out.extend_from_slice(b",\"value\":null"),
+        Some(v) if is_json(v) => {
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(trim_ascii(v));
+        }
+        Some(v) => match std::str::from_utf8(v) {
+            Ok(text) => {
+                out.extend_from_slice(b",\"value\":");
+                write_json_string(text, out);
+            }
+            Err(_) => {
+                out.push(b',');
+                write_base64_field("value_base64", v, out);
+            }
+        },
     }
     out.extend_from_slice(b",\"headers\":{");
-    for (i, (name, value)) in record.headers().enumerate() {
-        if i > 0 {
+    let mut binary = false;
+    let mut first = true;
+    for (name, value) in record.headers() {
+        let Ok(text) = std::str::from_utf8(value) else {
+            binary = true;
+            continue;
+        };
+        if !first {
             out.push(b',');
         }
+        first = false;
         write_json_string(name, out);
         out.push(b':');
-        write_json_string(&String::from_utf8_lossy(value), out);
+        write_json_string(text, out);
     }
-    let _ = write!(out, "}},\"timestamp\":{}}}", record.timestamp());
+    out.push(b'}');
+    if binary {
+        out.extend_from_slice(b",\"headers_base64\":{");
+        let mut first = true;
+        for (name, value) in record.headers() {
+            if std::str::from_utf8(value).is_ok() {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json_string(name, out);
+            out.push(b':');
+            write_base64(value, out);
+        }
+        out.push(b'}');
+    }
+    let _ = write!(out, ",\"timestamp\":{}}}", record.timestamp());
+}
+
+fn write_base64_field(name: &str, bytes: &[u8], out: &mut Vec<u8>) {
+    write_json_string(name, out);
+    out.push(b':');
+    write_base64(bytes, out);
+}
+
+/// `bytes` as a JSON string of standard base64 (which needs no escapes).
+fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
 }
 
 fn is_json(bytes: &[u8]) -> bool {
@@ -95,5 +164,33 @@ mod tests {
         for l in &lines {
             serde_json::from_str::<serde_json::Value>(l).unwrap();
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_written_losslessly_as_base64() {
+        use base64::Engine as _;
+        let mut b = FlatBatch::default();
+        let (key, value, header) = (&b"k\xff"[..], &b"\x00\xfe\xffv"[..], &b"\xc3"[..]);
+        b.push(
+            Position::default(),
+            Some(key),
+            Some(value),
+            1,
+            [("bin", header), ("text", &b"ok"[..])],
+        );
+        let mut out = Vec::new();
+        write_envelope(&b.get(0).unwrap(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let decode = |s: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_str().unwrap())
+                .unwrap()
+        };
+        assert!(v.get("key").is_none() && v.get("value").is_none(), "{v}");
+        assert_eq!(decode(&v["key_base64"]), key);
+        assert_eq!(decode(&v["value_base64"]), value);
+        assert_eq!(decode(&v["headers_base64"]["bin"]), header);
+        assert_eq!(v["headers"], serde_json::json!({"text": "ok"}));
+        assert_eq!(v["timestamp"], 1);
     }
 }

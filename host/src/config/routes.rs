@@ -35,11 +35,15 @@ pub struct PortMap(pub BTreeMap<String, Vec<String>>);
 
 impl PortMap {
     /// The name of the default port in `to` tables.
-    pub const DEFAULT: &'static str = "default";
+    pub const DEFAULT: &'static str = sluice_format::DEFAULT_PORT;
 
     /// Sinks for `port`; `""` is the default port.
     pub fn sinks(&self, port: &str) -> Option<&[String]> {
-        let port = if port.is_empty() { Self::DEFAULT } else { port };
+        let port = if sluice_format::is_default_port(port) {
+            Self::DEFAULT
+        } else {
+            port
+        };
         self.0.get(port).map(Vec::as_slice)
     }
 

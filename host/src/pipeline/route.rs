@@ -141,7 +141,7 @@ impl Outputs {
     }
 
     fn for_port(&self, port: &str) -> Option<&[SinkHandle]> {
-        let key = if port.is_empty() {
+        let key = if sluice_format::is_default_port(port) {
             PortMap::DEFAULT
         } else {
             port

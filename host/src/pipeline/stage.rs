@@ -216,9 +216,7 @@ impl Stage {
                 .instantiate(Arc::clone(&self.label), self.spec.imports.clone())?;
             self.instance = Some(instance);
         }
-        self.instance
-            .as_mut()
-            .ok_or_else(|| WasmError::Load("instance vanished".into()))
+        self.instance.as_mut().ok_or(WasmError::InstanceLost)
     }
 
     /// A call failed in a way that poisons the instance: drop it.
@@ -404,7 +402,7 @@ impl Stage {
         let mapped: Vec<u32> = plugin_ports
             .iter()
             .map(|name| {
-                if name.is_empty() {
+                if sluice_format::is_default_port(name) {
                     return u32::MAX;
                 }
                 let i = match port_names.iter().position(|n| n == name) {

@@ -3,21 +3,70 @@
 //! dev` (on every source change) use.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::wasm::WasmError;
+/// Why a plugin crate could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BuildError {
+    /// The crate path cannot be made absolute.
+    #[error("bad plugin crate path {}", dir.display())]
+    BadPath {
+        /// The path as configured.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The directory holds no `Cargo.toml`.
+    #[error("no Cargo.toml in plugin crate directory {}", dir.display())]
+    NoManifest {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// cargo (or `cargo locate-project`) could not be run.
+    #[error("cannot run cargo for {}", dir.display())]
+    Cargo {
+        /// The crate.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// cargo cannot find the crate's workspace.
+    #[error("cargo cannot find the workspace of {}: {message}", dir.display())]
+    Workspace {
+        /// The crate.
+        dir: PathBuf,
+        /// cargo's message.
+        message: String,
+    },
+    /// The build failed; `output` is the end of cargo's errors.
+    #[error("cargo build of {} failed:\n{output}", dir.display())]
+    Failed {
+        /// The crate.
+        dir: PathBuf,
+        /// The last lines cargo printed.
+        output: String,
+    },
+    /// The build succeeded but produced no component.
+    #[error("building {} produced no .wasm; is its crate-type [\"cdylib\", \"rlib\"]?", dir.display())]
+    NoComponent {
+        /// The crate.
+        dir: PathBuf,
+    },
+}
 
 /// Builds the plugin crate in `dir` for `wasm32-wasip2` and returns the
 /// component it produced. Cargo is incremental, so an unchanged crate costs
 /// about a second.
-pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
-    let dir = &std::path::absolute(dir)
-        .map_err(|e| WasmError::Load(format!("bad plugin crate path {}: {e}", dir.display())))?;
+pub async fn build_crate(dir: &Path) -> Result<PathBuf, BuildError> {
+    let dir = &std::path::absolute(dir).map_err(|e| BuildError::BadPath {
+        dir: dir.to_owned(),
+        source: Arc::new(e),
+    })?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(WasmError::Load(format!(
-            "no Cargo.toml in plugin crate directory {}",
-            dir.display()
-        )));
+        return Err(BuildError::NoManifest { dir: dir.clone() });
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = plugin_target_dir(&cargo, &manifest).await?;
@@ -35,8 +84,9 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
             .kill_on_drop(true)
             .output()
     };
-    let run_err = |e: std::io::Error| {
-        WasmError::Load(format!("cannot run cargo to build {}: {e}", dir.display()))
+    let run_err = |e: std::io::Error| BuildError::Cargo {
+        dir: dir.clone(),
+        source: Arc::new(e),
     };
     let mut output = build().await.map_err(run_err)?;
     if !output.status.success() && missing_target(&output.stderr) && add_wasm_target().await {
@@ -47,11 +97,10 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(WasmError::Load(format!(
-            "cargo build of {} failed:\n{}",
-            dir.display(),
-            tail.join("\n")
-        )));
+        return Err(BuildError::Failed {
+            dir: dir.clone(),
+            output: tail.join("\n"),
+        });
     }
     stdout
         .lines()
@@ -68,12 +117,7 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, WasmError> {
             })
         })
         .next()
-        .ok_or_else(|| {
-            WasmError::Load(format!(
-                "building {} produced no .wasm; is its crate-type [\"cdylib\", \"rlib\"]?",
-                dir.display()
-            ))
-        })
+        .ok_or_else(|| BuildError::NoComponent { dir: dir.clone() })
 }
 
 /// Whether cargo failed because the wasm32-wasip2 standard library is not
@@ -103,7 +147,11 @@ async fn add_wasm_target() -> bool {
 /// build started from a running `cargo test` or `cargo run` never waits on
 /// the lock that cargo holds on the host's build. `SLUICE_PLUGIN_TARGET_DIR`
 /// overrides it (to share one build cache between plugin workspaces).
-async fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, WasmError> {
+async fn plugin_target_dir(
+    cargo: &std::ffi::OsStr,
+    manifest: &Path,
+) -> Result<PathBuf, BuildError> {
+    let dir = manifest.parent().unwrap_or(Path::new(".")).to_owned();
     if let Some(dir) = std::env::var_os("SLUICE_PLUGIN_TARGET_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
@@ -118,13 +166,15 @@ async fn plugin_target_dir(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<P
         .arg(manifest)
         .output()
         .await
-        .map_err(|e| WasmError::Load(format!("cannot run cargo: {e}")))?;
+        .map_err(|e| BuildError::Cargo {
+            dir: dir.clone(),
+            source: Arc::new(e),
+        })?;
     if !out.status.success() {
-        return Err(WasmError::Load(format!(
-            "cargo cannot find the workspace of {}: {}",
-            manifest.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(BuildError::Workspace {
+            dir,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     let root_manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let root = root_manifest.parent().unwrap_or(Path::new("."));

@@ -79,10 +79,11 @@ pub fn spawn_dev(
                         tracing::info!(crate_dir = %dir.display(), component = %file.display(), took = ?started.elapsed(), "sluice dev: plugin rebuilt.")
                     }
                     Err(e) => {
+                        let e = crate::common::chain(&e);
                         tracing::error!(crate_dir = %dir.display(), error = %e, "sluice dev: build failed; the previous version keeps serving.");
                         for name in crates.get(&dir).into_iter().flatten() {
                             if let Some(slot) = slots.get(name) {
-                                slot.failed(e.to_string());
+                                slot.failed(e.clone());
                             }
                         }
                     }

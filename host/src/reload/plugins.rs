@@ -130,7 +130,7 @@ async fn reload_loop(
                     tracing::info!(plugin = %name, version = %loaded.plugin.hash, took = ?started.elapsed(), "Plugin reloaded; stages switch at their next batch.");
                 }
                 Err(e) => {
-                    let error = e.to_string();
+                    let error = crate::common::chain(&e);
                     slot.failed(error.clone());
                     failures(name).add(1);
                     tracing::error!(plugin = %name, error = %error, "Plugin reload failed; the previous version keeps serving.");

@@ -104,7 +104,7 @@ async fn load_all(
                 tracing::info!(plugin = %name, kind = %p.plugin.kind, version = %p.plugin.hash, file = %p.file.display(), "Plugin loaded.");
                 loaded.insert(name.clone(), p);
             }
-            Err(e) => problems.push(format!("plugins.{name}: {e}")),
+            Err(e) => problems.push(format!("plugins.{name}: {}", crate::common::chain(&e))),
         }
     }
     if !problems.is_empty() {

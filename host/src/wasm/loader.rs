@@ -40,16 +40,15 @@ pub async fn load_plugin_with(
         Some(PluginSource::File(p)) => p,
         Some(PluginSource::Crate(c)) => crate::reload::build_crate(&c).await?,
         None => {
-            return Err(WasmError::Load(
-                "set exactly one of `path` and `crate`".into(),
-            ));
+            return Err(WasmError::NoSource);
         }
     };
-    let bytes = tokio::fs::read(&file)
-        .await
-        .map_err(|e| WasmError::Load(format!("cannot read {}: {e}", file.display())))?;
-    let config_json = serde_json::to_string(&plugin.config)
-        .map_err(|e| WasmError::Load(format!("config is not representable as JSON: {e}")))?;
+    let bytes = tokio::fs::read(&file).await.map_err(|e| WasmError::Read {
+        file: file.clone(),
+        source: Arc::new(e),
+    })?;
+    let config_json =
+        serde_json::to_string(&plugin.config).map_err(|e| WasmError::ConfigJson(Arc::new(e)))?;
     let limits = Limits {
         max_memory: usize::try_from(plugin.memory_limit.0).unwrap_or(usize::MAX),
         timeout: plugin.timeout.0,
@@ -75,7 +74,7 @@ pub async fn load_plugin_with(
         Ok::<_, WasmError>(plugin)
     })
     .await
-    .map_err(|e| WasmError::Load(format!("loader task failed: {e}")))??;
+    .map_err(|e| WasmError::Task(Arc::new(e)))??;
     Ok(LoadedPlugin {
         plugin,
         file,

@@ -17,9 +17,13 @@ pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
 pub use state::{PluginState, PluginStates};
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_format::InitError;
+
+pub use crate::reload::BuildError;
 
 /// Why a plugin could not be loaded or run.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,9 +31,31 @@ pub enum WasmError {
     /// The engine itself could not start.
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
-    /// The file or crate could not be read or built.
-    #[error("{0}")]
-    Load(String),
+    /// The plugin names neither a file nor a crate, or both.
+    #[error("set exactly one of `path` and `crate`")]
+    NoSource,
+    /// The component file could not be read.
+    #[error("cannot read {}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The plugin crate could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The plugin's `config` table has no JSON form.
+    #[error("config is not representable as JSON")]
+    ConfigJson(#[source] Arc<serde_json::Error>),
+    /// Loading stopped before it finished (its task panicked or was cancelled).
+    #[error("the loader task failed")]
+    Task(#[source] Arc<tokio::task::JoinError>),
+    /// A stage lost its instance between making it and calling it; a bug,
+    /// reported like a failed call so the batch goes to `on_error`.
+    #[error("the stage's plugin instance was lost")]
+    InstanceLost,
     /// The bytes are not a valid component.
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),

@@ -21,4 +21,6 @@ pub use batch::{
     FLAG_HAS_KEY, FLAG_NULL_VALUE, FlatBatch, LayoutError, Mark, Origin, Position, Record,
 };
 pub use lookup::Lookup;
-pub use outcome::{FilterOutcome, InitError, RecordError, TransformOutcome};
+pub use outcome::{
+    DEFAULT_PORT, FilterOutcome, InitError, RecordError, TransformOutcome, is_default_port,
+};

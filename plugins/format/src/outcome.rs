@@ -6,6 +6,17 @@
 
 use crate::FlatBatch;
 
+/// The default port's one name, in route configs (`to = { default = [...] }`)
+/// and in plugin code (`.port("default")`). On the wire (WIT `port-names`,
+/// index 0) it is the empty string; both mean the same port.
+pub const DEFAULT_PORT: &str = "default";
+
+/// Whether port `name` is the default port (`"default"`, or `""` as the
+/// wire spells it). Outputs on it keep the port their input was on.
+pub fn is_default_port(name: &str) -> bool {
+    name.is_empty() || name == DEFAULT_PORT
+}
+
 /// A record the plugin could not handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {

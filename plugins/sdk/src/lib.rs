@@ -147,8 +147,8 @@ pub use output::{Emit, Output};
 pub use plugin::{Filter, NoConfig, Transform, parse_config, run_filter, run_transform};
 pub use sluice_format::json;
 pub use sluice_format::{
-    FLAG_HAS_KEY, FLAG_NULL_VALUE, FilterOutcome, FlatBatch, InitError, LayoutError, Origin,
-    Position, Record, RecordError, TransformOutcome,
+    DEFAULT_PORT, FLAG_HAS_KEY, FLAG_NULL_VALUE, FilterOutcome, FlatBatch, InitError, LayoutError,
+    Origin, Position, Record, RecordError, TransformOutcome,
 };
 pub use sluice_sdk_macros::{export_filter, export_join, export_transform, filter, transform};
 

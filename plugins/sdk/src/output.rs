@@ -119,6 +119,9 @@ impl Output {
     }
 
     fn port_index(&mut self, name: &str) -> u32 {
+        if sluice_format::is_default_port(name) {
+            return 0;
+        }
         let names = &mut self.outcome.port_names;
         let i = match names.iter().position(|n| n == name) {
             Some(i) => i,
@@ -224,7 +227,8 @@ impl<'r> Emit<'_, 'r> {
         self
     }
 
-    /// Sends the record to the output port `name` instead of the default.
+    /// Sends the record to the output port `name` instead of the default
+    /// (`"default"`, [`crate::DEFAULT_PORT`], names the default port).
     pub fn port(&mut self, name: &str) -> &mut Self {
         self.port = self.out.port_index(name);
         self
@@ -301,7 +305,26 @@ mod tests {
         assert_eq!(recs[3].value_opt(), None);
         assert_eq!(o.port(0), "");
         assert_eq!(o.port(1), "p");
+
         assert_eq!(o.inputs, vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_default_port_has_one_name() {
+        let input = TestRecord::new("v").into_batch();
+        let r = input.get(0).unwrap();
+        let mut out = Output::new();
+        out.begin_input(0);
+        out.emit(&r).port(crate::DEFAULT_PORT);
+        out.emit(&r).port("");
+        out.emit(&r);
+        let o = out.finish();
+        assert_eq!(o.ports, vec![0, 0, 0]);
+        assert_eq!(
+            o.port_names,
+            vec![String::new()],
+            "no port named `default` besides the default"
+        );
     }
 
     #[test]
