@@ -13,7 +13,8 @@
 //! - [`config`]: the TOML config: sections, `${VAR}` interpolation, validation.
 //! - [`kinds`]: the shape every source, sink and table kind shares, and
 //!   the one list per section that names them.
-//! - [`record`]: the flat batch and record types (shared with the SDK).
+//! - [`record`]: the flat batch and record types (from `sluice-format`,
+//!   shared with the SDK) and the JSON envelope.
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
 //! - [`sources`]: `generator`, `http` ingest, `kafka` and `redis` streams.

@@ -53,41 +53,41 @@ pub fn write_envelope(record: &Record<'_>, out: &mut Vec<u8>) {
             }
         },
     }
-    out.extend_from_slice(b",\"headers\":{");
-    let mut binary = false;
+    out.extend_from_slice(b",\"headers\":");
+    let binary = write_headers(record, false, out);
+    if binary {
+        out.extend_from_slice(b",\"headers_base64\":");
+        write_headers(record, true, out);
+    }
+    let _ = write!(out, ",\"timestamp\":{}}}", record.timestamp());
+}
+
+/// Writes `record`'s headers whose values are UTF-8 (or, when `binary`,
+/// those whose values are not, as base64) as one JSON object. Returns
+/// whether any header was left out for being the other kind.
+fn write_headers(record: &Record<'_>, binary: bool, out: &mut Vec<u8>) -> bool {
+    out.push(b'{');
     let mut first = true;
+    let mut skipped = false;
     for (name, value) in record.headers() {
-        let Ok(text) = std::str::from_utf8(value) else {
-            binary = true;
+        let text = std::str::from_utf8(value).ok();
+        if text.is_some() == binary {
+            skipped = true;
             continue;
-        };
+        }
         if !first {
             out.push(b',');
         }
         first = false;
         write_json_string(name, out);
         out.push(b':');
-        write_json_string(text, out);
+        match text {
+            Some(text) => write_json_string(text, out),
+            None => write_base64(value, out),
+        }
     }
     out.push(b'}');
-    if binary {
-        out.extend_from_slice(b",\"headers_base64\":{");
-        let mut first = true;
-        for (name, value) in record.headers() {
-            if std::str::from_utf8(value).is_ok() {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_json_string(name, out);
-            out.push(b':');
-            write_base64(value, out);
-        }
-        out.push(b'}');
-    }
-    let _ = write!(out, ",\"timestamp\":{}}}", record.timestamp());
+    skipped
 }
 
 fn write_base64_field(name: &str, bytes: &[u8], out: &mut Vec<u8>) {

@@ -39,25 +39,31 @@ pub fn plugin(package: &str) -> String {
     if let Some(file) = built.get(package) {
         return file.display().to_string();
     }
+    let file = build(package, &[]);
+    built.insert(package.to_owned(), file.clone());
+    file.display().to_string()
+}
+
+/// Builds plugin crate `package` with `env` set, as `crate =` plugins are
+/// built, and returns its component file.
+fn build(package: &str, env: &[(&str, &str)]) -> PathBuf {
     let dir = match package.strip_prefix("fixture-") {
         Some(fixture) => workspace().join("plugins").join("fixtures").join(fixture),
         None => workspace().join("plugins").join(package),
     };
     // Its own thread and runtime, so this works from sync and async tests.
-    let file = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         s.spawn(|| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime")
-                .block_on(sluice::reload::build_crate(&dir))
+                .block_on(sluice::reload::build_crate_with(&dir, env))
         })
         .join()
         .expect("the build thread")
     })
-    .unwrap_or_else(|e| panic!("building {package}: {e}"));
-    built.insert(package.to_owned(), file.clone());
-    file.display().to_string()
+    .unwrap_or_else(|e| panic!("building {package}: {e}"))
 }
 
 /// Parses `text` as a config whose relative paths resolve against `base`.
@@ -360,33 +366,18 @@ pub fn stamped_builds(package: &str) -> (PathBuf, PathBuf) {
     if let Some(built) = files.get(package) {
         return built.clone();
     }
-    let target = workspace().join("target").join("sluice-plugins");
-    let out = target.join("stamps");
+    let out = workspace()
+        .join("target")
+        .join("sluice-plugins")
+        .join("stamps");
     std::fs::create_dir_all(&out).unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = |stamp: &str| {
-        let status = std::process::Command::new(&cargo)
-            .current_dir(workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", package, "--target-dir"])
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .env("SLUICE_STAMP", stamp)
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building {package} failed");
+    let stamped = |stamp: &str| {
+        let built = build(package, &[("SLUICE_STAMP", stamp)]);
         let file = out.join(format!("{package}-{stamp}.wasm"));
-        std::fs::copy(
-            target
-                .join("wasm32-wasip2")
-                .join("release")
-                .join(format!("{}.wasm", package.replace('-', "_"))),
-            &file,
-        )
-        .unwrap();
+        std::fs::copy(built, &file).unwrap();
         file
     };
-    let built = (build("a"), build("b"));
+    let built = (stamped("a"), stamped("b"));
     files.insert(package.to_owned(), built.clone());
     built
 }

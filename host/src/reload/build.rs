@@ -60,6 +60,12 @@ pub enum BuildError {
 /// component it produced. Cargo is incremental, so an unchanged crate costs
 /// about a second.
 pub async fn build_crate(dir: &Path) -> Result<PathBuf, BuildError> {
+    build_crate_with(dir, &[]).await
+}
+
+/// [`build_crate`] with extra environment variables for the build (a
+/// plugin's build-time settings, such as the test fixtures' stamp).
+pub async fn build_crate_with(dir: &Path, env: &[(&str, &str)]) -> Result<PathBuf, BuildError> {
     let dir = &std::path::absolute(dir).map_err(|e| BuildError::BadPath {
         dir: dir.to_owned(),
         source: Arc::new(e),
@@ -81,6 +87,7 @@ pub async fn build_crate(dir: &Path) -> Result<PathBuf, BuildError> {
             .arg(&target_dir)
             .current_dir(dir)
             .env_remove("CARGO_TARGET_DIR")
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .output()
     };

@@ -18,6 +18,6 @@ mod dev;
 mod plugins;
 pub mod watch;
 
-pub use build::{BuildError, build_crate};
+pub use build::{BuildError, build_crate, build_crate_with};
 pub use dev::{SOURCE_DEBOUNCE, spawn_dev};
 pub use plugins::{DEBOUNCE, spawn};
