@@ -333,3 +333,30 @@ only_connected = "missing"
     assert_problem(&p, "routes.a.only_connected: `snap` is not an sse sink");
     assert_problem(&p, "routes.b.only_connected: no sink named `missing`");
 }
+
+#[test]
+fn a_broken_item_is_reported_once_not_again_where_it_is_named() {
+    let p = problems(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "localhost:9092"
+        topics = ["t"]
+        group_id = "g"
+        batch_sise = 10
+        [plugins.f]
+        path = "f.wasm"
+        memory_limit = "lots"
+        [sinks.out]
+        type = "nope"
+        [routes.r]
+        from = "in"
+        through = ["f"]
+        to = ["out"]
+        "#,
+    );
+    assert_problem(&p, "sources.in.batch_sise: unknown field");
+    assert_problem(&p, "plugins.f.memory_limit");
+    assert_problem(&p, "sinks.out.type: unknown type `nope`");
+    assert_eq!(p.len(), 3, "one problem per broken item: {p:#?}");
+}

@@ -13,7 +13,7 @@ mod server;
 mod validate;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -112,6 +112,7 @@ impl Config {
         let text = interpolate(text, env).map_err(err)?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| err(vec![toml_syntax(&e)]))?;
         let mut problems = Vec::new();
+        let mut broken = BTreeSet::new();
         let mut config = Config {
             base_dir: base_dir.to_owned(),
             server: ServerConfig::default(),
@@ -129,15 +130,19 @@ impl Config {
                     }
                 }
                 "sources" => {
-                    config.sources = section(&key, value, &mut problems, SourceConfig::from_toml)
+                    config.sources = section(&key, value, &mut problems, &mut broken, SourceConfig::from_toml)
                 }
                 "sinks" => {
-                    config.sinks = section(&key, value, &mut problems, SinkConfig::from_toml)
+                    config.sinks = section(&key, value, &mut problems, &mut broken, SinkConfig::from_toml)
                 }
-                "plugins" => config.plugins = section(&key, value, &mut problems, typed),
-                "routes" => config.routes = section(&key, value, &mut problems, typed),
+                "plugins" => {
+                    config.plugins = section(&key, value, &mut problems, &mut broken, typed)
+                }
+                "routes" => {
+                    config.routes = section(&key, value, &mut problems, &mut broken, typed)
+                }
                 "tables" => {
-                    config.tables = section(&key, value, &mut problems, TableConfig::from_toml)
+                    config.tables = section(&key, value, &mut problems, &mut broken, TableConfig::from_toml)
                 }
                 other => problems.push(format!(
                     "{other}: unknown section; expected server, sources, plugins, sinks, routes or tables"
@@ -150,7 +155,7 @@ impl Config {
         for sink in config.sinks.values_mut() {
             sink.kind_mut().resolve_paths(base_dir);
         }
-        validate::check(&config, &mut problems);
+        validate::check(&config, &broken, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -209,11 +214,14 @@ fn typed<T: DeserializeOwned>(
     item(path, value, problems)
 }
 
-/// Parses a `[section.NAME]` map item by item.
+/// Parses a `[section.NAME]` map item by item. Items that fail (their
+/// problems recorded) go into `broken` (as `section.NAME`), so references to
+/// them are not reported again as missing.
 fn section<T>(
     name: &str,
     value: toml::Value,
     problems: &mut Vec<String>,
+    broken: &mut BTreeSet<String>,
     parse: impl Fn(&str, toml::Value, &mut Vec<String>) -> Option<T>,
 ) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
@@ -224,8 +232,14 @@ fn section<T>(
         return out;
     };
     for (item_name, v) in items {
-        if let Some(parsed) = parse(&format!("{name}.{item_name}"), v, problems) {
-            out.insert(item_name, parsed);
+        let path = format!("{name}.{item_name}");
+        match parse(&path, v, problems) {
+            Some(parsed) => {
+                out.insert(item_name, parsed);
+            }
+            None => {
+                broken.insert(path);
+            }
         }
     }
     out

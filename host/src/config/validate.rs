@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 use super::{Config, OnError};
 use crate::sinks::SinkConfig;
 
-/// Appends every cross-reference problem in `config` to `problems`.
-pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
+/// Appends every cross-reference problem in `config` to `problems`. A name
+/// in `broken` (`sources.in`: an item whose own problems were already
+/// reported) is not reported again where it is referred to.
+pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut Vec<String>) {
+    let is_broken = |section: &str, name: &str| broken.contains(&format!("{section}.{name}"));
     let sink_names = || {
         config
             .sinks
@@ -26,7 +29,9 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             (OnError::DeadLetter, None) => problems.push(format!(
                 "{at}.dead_letter: on_error = \"dead_letter\" needs `dead_letter = \"<sink name>\"`"
             )),
-            (OnError::DeadLetter, Some(sink)) if !config.sinks.contains_key(sink) => {
+            (OnError::DeadLetter, Some(sink))
+                if !config.sinks.contains_key(sink) && !is_broken("sinks", sink) =>
+            {
                 problems.push(format!(
                     "{at}.dead_letter: no sink named `{sink}` (sinks: {})",
                     sink_names()
@@ -49,7 +54,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             problems.push(format!("{at}.timeout: must be more than zero"));
         }
         for (i, table) in plugin.tables.iter().enumerate() {
-            if !config.tables.contains_key(table) {
+            if !config.tables.contains_key(table) && !is_broken("tables", table) {
                 problems.push(format!(
                     "{at}.tables[{i}]: no table named `{table}` (tables: {})",
                     config
@@ -70,7 +75,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
         let at = format!("routes.{name}");
         if config.sources.contains_key(&route.from) {
             used_sources.insert(route.from.as_str());
-        } else {
+        } else if !is_broken("sources", &route.from) {
             problems.push(format!(
                 "{at}.from: no source named `{}` (sources: {})",
                 route.from,
@@ -83,7 +88,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             ));
         }
         for (i, plugin) in route.through.iter().enumerate() {
-            if !config.plugins.contains_key(plugin) {
+            if !config.plugins.contains_key(plugin) && !is_broken("plugins", plugin) {
                 problems.push(format!(
                     "{at}.through[{i}]: no plugin named `{plugin}` (plugins: {})",
                     config
@@ -99,7 +104,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
             problems.push(format!("{at}.to: names no sinks"));
         }
         for (port, sink) in route.to.all_sinks() {
-            if !config.sinks.contains_key(sink) {
+            if !config.sinks.contains_key(sink) && !is_broken("sinks", sink) {
                 problems.push(format!(
                     "{at}.to.{port}: no sink named `{sink}` (sinks: {})",
                     sink_names()
@@ -112,6 +117,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<String>) {
                 Some(_) => {
                     problems.push(format!("{at}.only_connected: `{sink}` is not an sse sink"))
                 }
+                None if is_broken("sinks", sink) => {}
                 None => problems.push(format!(
                     "{at}.only_connected: no sink named `{sink}` (sinks: {})",
                     sink_names()
