@@ -45,6 +45,9 @@ macro_rules! kinds {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
+        // Configs are read once and held by the runtime; boxing the larger
+        // kinds would buy nothing.
+        #[allow(clippy::large_enum_variant)]
         $vis enum $name {
             $( $(#[$vmeta])* $variant($ty), )+
         }

@@ -10,6 +10,7 @@
 //! ```
 //!
 //! Module map:
+//! - [`auth`]: bearer tokens (ingest, admin endpoints) and JWTs (SSE).
 //! - [`config`]: the TOML config: sections, `${VAR}` interpolation, validation.
 //! - [`kinds`]: the shape every source, sink and table kind shares, and
 //!   the one list per section that names them.
@@ -34,6 +35,7 @@
 //!   changed sources and their routes), and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
+pub mod auth;
 pub mod common;
 pub mod config;
 pub mod kinds;

@@ -61,6 +61,8 @@ pub struct AppState {
     /// For `/metrics`.
     pub metrics: Metrics,
     served: RwLock<Arc<Served>>,
+    /// Tokens for the admin endpoints; `None`: open.
+    admin: RwLock<Option<crate::auth::Tokens>>,
 }
 
 impl AppState {
@@ -69,6 +71,21 @@ impl AppState {
         Self {
             metrics,
             served: RwLock::new(Arc::new(served)),
+            admin: RwLock::new(None),
+        }
+    }
+
+    /// Guards the admin endpoints with `tokens` (`None`: open) from the
+    /// next request on.
+    pub fn set_admin(&self, tokens: Option<crate::auth::Tokens>) {
+        *self.admin.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+    }
+
+    /// Whether the request may read the admin endpoints.
+    fn is_admin(&self, headers: &hyper::HeaderMap) -> bool {
+        match &*self.admin.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(tokens) => tokens.allow(headers),
+            None => true,
         }
     }
 
@@ -137,9 +154,11 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     let path = req.uri().path().to_owned();
     let served = state.served();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let admin = state.is_admin(req.headers());
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["health"]) => health(&served),
+        (&Method::GET, ["health"]) => health(&served, admin),
         (&Method::GET, ["ready"]) => ready(&served),
+        (&Method::GET, ["plugins" | "metrics"]) if !admin => unauthorized("an admin token"),
         (&Method::GET, ["plugins"]) => {
             let list: Vec<_> = served.plugins.values().map(|s| s.status()).collect();
             text(
@@ -177,7 +196,9 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     }
 }
 
-fn health(served: &Served) -> Response<Body> {
+/// `/health`: liveness. Its status is open to probes; the routes' and
+/// tables' detail only to admins, when admin tokens are set.
+fn health(served: &Served, admin: bool) -> Response<Body> {
     let mut failed = false;
     let routes: serde_json::Map<String, serde_json::Value> = served
         .routes
@@ -202,8 +223,12 @@ fn health(served: &Served) -> Response<Body> {
         })
         .collect();
     let status = if failed { "degraded" } else { "ok" };
-    let body =
-        serde_json::json!({ "status": status, "routes": routes, "tables": tables }).to_string();
+    let body = if admin {
+        serde_json::json!({ "status": status, "routes": routes, "tables": tables })
+    } else {
+        serde_json::json!({ "status": status })
+    }
+    .to_string();
     let code = if failed {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -242,6 +267,13 @@ fn ready(served: &Served) -> Response<Body> {
 }
 
 async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body> {
+    // Before the body is read: a request without a valid token costs
+    // nothing and ingests nothing.
+    if let Some(tokens) = &handle.tokens
+        && !tokens.allow(req.headers())
+    {
+        return unauthorized("a valid bearer token");
+    }
     let (parts, body) = req.into_parts();
     let limit = usize::try_from(handle.max_body).unwrap_or(usize::MAX);
     let body = match Limited::new(body, limit).collect().await {
@@ -279,12 +311,23 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
 
 async fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> Response<Body> {
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let Some(client) = query
-        .iter()
-        .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v.clone())
-    else {
-        return error(StatusCode::BAD_REQUEST, "missing ?client_id=");
+    // With `auth`, the client is the token's, whatever the query says.
+    let (client, expires_in) = match hub.verifier() {
+        Some(verifier) => {
+            let Some(token) = verifier.token_in(req.headers(), &query) else {
+                return unauthorized(
+                    "a token (Authorization: Bearer, ?access_token= or the cookie)",
+                );
+            };
+            match verifier.verify(token) {
+                Ok(v) => (v.client, Some(v.expires_in)),
+                Err(e) => return error_with_auth(StatusCode::UNAUTHORIZED, &e.to_string()),
+            }
+        }
+        None => match query.iter().find(|(k, _)| k == "client_id") {
+            Some((_, v)) => (v.clone(), None),
+            None => return error(StatusCode::BAD_REQUEST, "missing ?client_id="),
+        },
     };
     // Where to resume: the `Last-Event-ID` header (sent by EventSource on
     // reconnect), or `last_event_id=` for clients that cannot set headers.
@@ -313,8 +356,16 @@ async fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> 
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
     let heartbeat = hub.config().heartbeat.0;
+    // The connection ends at the hold time or when the token expires,
+    // whichever is first, with a comment saying which.
     let hold = hub.config().hold.map(|h| h.0);
-    let body = StreamBody::new(event_stream(subscription, heartbeat, hold, shutdown));
+    let end = match (hold, expires_in) {
+        (Some(h), Some(e)) if e < h => Some((e, TOKEN_EXPIRED)),
+        (None, Some(e)) => Some((e, TOKEN_EXPIRED)),
+        (Some(h), _) => Some((h, HOLD_OVER)),
+        (None, None) => None,
+    };
+    let body = StreamBody::new(event_stream(subscription, heartbeat, end, shutdown));
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -331,7 +382,7 @@ async fn sse(req: &Request<Incoming>, hub: &Arc<SseHub>, shutdown: Shutdown) -> 
 fn event_stream(
     subscription: Subscription,
     heartbeat: Duration,
-    hold: Option<Duration>,
+    end: Option<(Duration, &'static [u8])>,
     shutdown: Shutdown,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
     enum Phase {
@@ -341,9 +392,9 @@ fn event_stream(
     }
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Far enough away to never fire when there is no hold time.
-    let hold_until =
-        tokio::time::Instant::now() + hold.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    // Far enough away to never fire when there is no end.
+    let (end_in, end_comment) = end.unwrap_or((Duration::from_secs(100 * 365 * 86_400), HOLD_OVER));
+    let hold_until = tokio::time::Instant::now() + end_in;
     let state = (subscription, ticker, shutdown, Phase::Open);
     stream::unfold(
         state,
@@ -363,7 +414,7 @@ fn event_stream(
                     },
                     _ = ticker.tick() => Bytes::from_static(b": keep-alive\n\n"),
                     _ = tokio::time::sleep_until(hold_until) => {
-                        let last = Bytes::from_static(b": hold time over; reconnect\n\n");
+                        let last = Bytes::from_static(end_comment);
                         return Some((Ok(Frame::data(last)), (sub, ticker, shutdown, Phase::Done)));
                     }
                     _ = shutdown.recv() => {
@@ -390,6 +441,25 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Body> 
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    resp
+}
+
+/// The final comment when the hold time is over.
+const HOLD_OVER: &[u8] = b": hold time over; reconnect\n\n";
+/// The final comment when the client's token expired.
+const TOKEN_EXPIRED: &[u8] = b": token expired; reconnect with a fresh token\n\n";
+
+/// 401, saying what is needed (`WWW-Authenticate: Bearer`).
+fn unauthorized(needed: &str) -> Response<Body> {
+    error_with_auth(StatusCode::UNAUTHORIZED, &format!("{needed} is required"))
+}
+
+fn error_with_auth(status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = error(status, message);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"sluice\""),
+    );
     resp
 }
 

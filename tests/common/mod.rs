@@ -182,9 +182,16 @@ impl SseClient {
     /// Connects like [`SseClient::connect`], sending `Last-Event-ID` when
     /// `last` is set.
     pub async fn resume(addr: SocketAddr, sink: &str, client: &str, last: Option<&str>) -> Self {
-        let mut req = builder(addr, "GET", &format!("/sse/{sink}?client_id={client}"));
-        if let Some(id) = last {
-            req = req.header("last-event-id", id);
+        let headers: Vec<(&str, &str)> = last.map(|id| ("last-event-id", id)).into_iter().collect();
+        Self::open(addr, &format!("/sse/{sink}?client_id={client}"), &headers).await
+    }
+
+    /// Opens `path` (with its query) sending `headers`, and waits for the
+    /// opening comment.
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = builder(addr, "GET", path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(Full::default()).unwrap();
         let resp = request(addr, req).await;

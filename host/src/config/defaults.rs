@@ -192,3 +192,13 @@ pub fn generator_clients() -> usize {
 pub fn generator_batch_size() -> usize {
     BATCH_SIZE
 }
+
+/// `[sinks.X.auth] client_claim` (type = sse).
+pub fn jwt_client_claim() -> String {
+    "sub".into()
+}
+
+/// `[sinks.X.auth] leeway` (type = sse).
+pub fn jwt_leeway() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}

@@ -9,6 +9,7 @@ pub mod defaults;
 mod interpolate;
 mod plugins;
 mod routes;
+mod secret;
 mod server;
 mod validate;
 mod values;
@@ -23,6 +24,7 @@ pub use defaults::*;
 pub use interpolate::interpolate;
 pub use plugins::{OnError, PluginConfig, PluginSource};
 pub use routes::{PortMap, RouteConfig};
+pub use secret::Secret;
 pub use server::ServerConfig;
 pub use values::{ByteSize, HumanDuration};
 
@@ -152,8 +154,14 @@ impl Config {
         for plugin in config.plugins.values_mut() {
             plugin.resolve_paths(base_dir);
         }
+        for source in config.sources.values_mut() {
+            source.kind_mut().resolve_paths(base_dir);
+        }
         for sink in config.sinks.values_mut() {
             sink.kind_mut().resolve_paths(base_dir);
+        }
+        if let Some(file) = &mut config.server.admin_token_file {
+            *file = resolve(base_dir, file);
         }
         validate::check(&config, &broken, &mut problems);
         if problems.is_empty() {

@@ -23,6 +23,13 @@ pub struct ServerConfig {
     /// always reloads).
     #[serde(default = "crate::config::defaults::server_hot_reload")]
     pub watch_config: bool,
+    /// Bearer tokens for the admin endpoints (`/metrics`, `/plugins`, and
+    /// the detail of `/health`). Unset (with no `admin_token_file`): they
+    /// are open. `/health`'s status and `/ready` stay open for probes.
+    #[serde(default)]
+    pub admin_tokens: Vec<crate::config::Secret>,
+    /// A file of admin tokens, one a line. Relative to the config file.
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +39,8 @@ impl Default for ServerConfig {
             shutdown_grace: crate::config::defaults::server_grace(),
             hot_reload: crate::config::defaults::server_hot_reload(),
             watch_config: crate::config::defaults::server_hot_reload(),
+            admin_tokens: Vec::new(),
+            admin_token_file: None,
         }
     }
 }

@@ -67,6 +67,10 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
             }
         }
     }
+    problems.extend(crate::auth::token_problems(
+        "server.admin_tokens",
+        &config.server.admin_tokens,
+    ));
     if config.routes.is_empty() {
         problems.push("routes: no routes; add at least one [routes.NAME]".into());
     }

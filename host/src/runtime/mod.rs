@@ -166,6 +166,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
         .local_addr()
         .context("cannot read the listener's address")?;
     let state = Arc::new(AppState::new(metrics.clone(), Served::default()));
+    state.set_admin(admin_tokens(&config)?);
     let mut running = Running {
         addr,
         metrics,
@@ -343,6 +344,13 @@ impl Running {
             unit.source_finished().await;
         }
     }
+}
+
+/// The tokens `[server] admin_tokens` and `admin_token_file` accept.
+fn admin_tokens(config: &Config) -> anyhow::Result<Option<crate::auth::Tokens>> {
+    let server = &config.server;
+    crate::auth::Tokens::load(&server.admin_tokens, server.admin_token_file.as_deref())
+        .map_err(|e| e.context("server.admin_token_file"))
 }
 
 pub(super) fn close_hubs<'a>(hubs: impl IntoIterator<Item = &'a Arc<SseHub>>) {

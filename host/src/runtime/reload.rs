@@ -86,12 +86,16 @@ impl Running {
     async fn apply(&mut self, new: Config) -> anyhow::Result<ReloadReport> {
         let changes = Changes::between(&self.config, &new);
         let new = keep_server(new, &self.config);
+        // Admin tokens (and their file) are read again on every reload;
+        // one that cannot be read refuses the reload.
+        let admin = super::admin_tokens(&new)?;
         let mut report = ReloadReport {
             kept: changes.keep.iter().cloned().collect(),
             need_restart: changes.need_restart.clone(),
             ..ReloadReport::default()
         };
         if changes.is_empty() {
+            self.state.set_admin(admin);
             self.config = new;
             self.spawn_watchers();
             return Ok(report);
@@ -160,6 +164,7 @@ impl Running {
             .states
             .retain(|name| new.plugins.contains_key(name));
         self.sinks.extend(built);
+        self.state.set_admin(admin);
         self.config = new;
         let mut failed = Vec::new();
         for name in &changes.start {

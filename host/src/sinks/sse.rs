@@ -55,6 +55,9 @@ pub struct SseConfig {
     pub hold: Option<HumanDuration>,
     /// Back the sink with per-client Redis streams.
     pub redis: Option<SseRedisConfig>,
+    /// Require a JWT from each client; its claim names the client (the
+    /// query's `client_id` is then ignored).
+    pub auth: Option<crate::auth::jwt::JwtConfig>,
 }
 
 /// What an SSE event's `data` holds.
@@ -93,6 +96,8 @@ pub struct SseHub {
     remote: RwLock<HashSet<String>>,
     presence_tx: Option<mpsc::UnboundedSender<PresenceEvent>>,
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceEvent>>>,
+    /// Verifies clients' tokens, when `auth` is set.
+    verifier: Option<crate::auth::jwt::JwtVerifier>,
 }
 
 #[async_trait]
@@ -102,9 +107,19 @@ impl SinkKind for SseConfig {
     }
 
     fn problems(&self, at: &str) -> Vec<String> {
-        match &self.redis {
-            Some(r) => r.problems(&format!("{at}.redis")),
-            None => Vec::new(),
+        let mut problems = Vec::new();
+        if let Some(r) = &self.redis {
+            problems.extend(r.problems(&format!("{at}.redis")));
+        }
+        if let Some(auth) = &self.auth {
+            problems.extend(auth.problems(&format!("{at}.auth")));
+        }
+        problems
+    }
+
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(auth) = &mut self.auth {
+            auth.resolve_paths(base);
         }
     }
 
@@ -113,7 +128,16 @@ impl SinkKind for SseConfig {
     }
 
     async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
-        let hub = Arc::new(SseHub::new(name, self.clone(), cx.metrics));
+        let verifier = match &self.auth {
+            Some(auth) => Some(
+                crate::auth::jwt::JwtVerifier::new(auth)
+                    .with_context(|| format!("sinks.{name}.auth"))?,
+            ),
+            None => None,
+        };
+        let mut hub = SseHub::new(name, self.clone(), cx.metrics);
+        hub.verifier = verifier;
+        let hub = Arc::new(hub);
         let sink: Box<dyn Sink> = match &self.redis {
             Some(r) => Box::new(
                 sse_redis::RedisSseSink::new(name, Arc::clone(&hub), r)
@@ -177,6 +201,7 @@ impl SseHub {
             remote: RwLock::new(HashSet::new()),
             presence_tx,
             presence_rx: Mutex::new(presence_rx),
+            verifier: None,
         }
     }
 
@@ -219,6 +244,11 @@ impl SseHub {
 
     pub(super) fn count_unmatched(&self) {
         self.unmatched.add(1);
+    }
+
+    /// The token verifier, when clients must present a JWT.
+    pub fn verifier(&self) -> Option<&crate::auth::jwt::JwtVerifier> {
+        self.verifier.as_ref()
     }
 
     /// The sink's config.

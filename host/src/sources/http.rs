@@ -38,11 +38,36 @@ pub struct HttpConfig {
     /// The largest request body accepted (`"4MiB"`).
     #[serde(default = "crate::config::defaults::http_max_body")]
     pub max_body: ByteSize,
+    /// Bearer tokens a request must present (`Authorization: Bearer
+    /// <token>`), usually `["${SLUICE_INGEST_TOKEN}"]`. With neither this
+    /// nor `token_file`, no token is asked for.
+    #[serde(default)]
+    pub tokens: Vec<crate::config::Secret>,
+    /// A file of accepted tokens, one a line (`#` comments and blank lines
+    /// skipped), read at start and on every config reload. Relative to the
+    /// config file.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl SourceKind for HttpConfig {
     fn type_name() -> &'static str {
         "http"
+    }
+
+    fn problems(&self, at: &str) -> Vec<String> {
+        crate::auth::token_problems(&format!("{at}.tokens"), &self.tokens)
+    }
+
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(file) = &mut self.token_file {
+            *file = crate::config::resolve(base, file);
+        }
+    }
+
+    fn check(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<()> {
+        crate::auth::Tokens::load(&self.tokens, self.token_file.as_deref())
+            .map(drop)
+            .map_err(|e| e.context(format!("sources.{name}.token_file")))
     }
 
     fn announce(&self, name: &str, addr: std::net::SocketAddr) {
@@ -53,7 +78,9 @@ impl SourceKind for HttpConfig {
     }
 
     fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
-        let handle = IngestHandle::new(name, self, cx.metrics);
+        let tokens = crate::auth::Tokens::load(&self.tokens, self.token_file.as_deref())
+            .map_err(|e| e.context(format!("sources.{name}.token_file")))?;
+        let handle = IngestHandle::new(name, self, tokens, cx.metrics);
         Ok(BuiltSource {
             source: Box::new(HttpSource::new(Arc::clone(&handle))),
             ingest: Some(handle),
@@ -97,6 +124,8 @@ pub struct IngestHandle {
     next: AtomicU64,
     /// `max_body`.
     pub max_body: u64,
+    /// The accepted bearer tokens; `None`: no token is asked for.
+    pub tokens: Option<crate::auth::Tokens>,
     records: Counter,
 }
 
@@ -109,12 +138,18 @@ impl std::fmt::Debug for IngestHandle {
 }
 
 impl IngestHandle {
-    pub(crate) fn new(name: &str, config: &HttpConfig, metrics: &Metrics) -> Arc<Self> {
+    pub(crate) fn new(
+        name: &str,
+        config: &HttpConfig,
+        tokens: Option<crate::auth::Tokens>,
+        metrics: &Metrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
             output: RwLock::new(None),
             next: AtomicU64::new(0),
             max_body: config.max_body.0,
+            tokens,
             records: metrics.counter("sluice_source_records_total", &[("source", name)]),
         })
     }

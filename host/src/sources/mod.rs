@@ -53,6 +53,10 @@ pub trait SourceKind: std::fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Makes the paths in its config absolute, against `base` (the config
+    /// file's directory); called once, when the config is parsed.
+    fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
     /// The topics it needs on the embedded broker, when it names it.
     fn embedded_topics(&self) -> Option<Vec<String>> {
         None
