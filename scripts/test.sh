@@ -5,7 +5,8 @@
 #
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
 # tests), redis-server (Debian's package; the Redis tests start their own
-# servers on free ports) and coreutils' mkfifo (the slow-sink test). The
+# servers on free ports, one with a TLS port), openssl (a test CA) and
+# coreutils' mkfifo (the slow-sink test). The
 # tests start everything they talk to themselves (Kafka is librdkafka's
 # in-process mock cluster unless SLUICE_TEST_KAFKA names a broker).
 set -euo pipefail
@@ -13,11 +14,13 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 
-if ! command -v redis-server >/dev/null; then
+# redis-server (built with TLS in Debian) for the Redis tests, openssl to
+# make their test CA.
+if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl
 fi
 # The package starts a system-wide server on 6379; the tests don't use it.
 

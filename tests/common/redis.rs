@@ -10,6 +10,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     persistent: bool,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -24,7 +25,17 @@ impl RedisServer {
         Self::launch(true)
     }
 
+    /// A server without persistence, started with `extra` arguments too
+    /// (TLS ports, ACL users).
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch_with(false, extra.iter().map(|a| (*a).to_owned()).collect())
+    }
+
     fn launch(persistent: bool) -> Self {
+        Self::launch_with(persistent, Vec::new())
+    }
+
+    fn launch_with(persistent: bool, extra: Vec<String>) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self {
@@ -32,6 +43,7 @@ impl RedisServer {
             dir,
             child: None,
             persistent,
+            extra,
         };
         server.spawn();
         server
@@ -43,6 +55,7 @@ impl RedisServer {
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if self.persistent {
@@ -111,7 +124,8 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

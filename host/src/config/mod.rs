@@ -160,6 +160,9 @@ impl Config {
         for sink in config.sinks.values_mut() {
             sink.kind_mut().resolve_paths(base_dir);
         }
+        for table in config.tables.values_mut() {
+            table.kind_mut().resolve_paths(base_dir);
+        }
         if let Some(file) = &mut config.server.admin_token_file {
             *file = resolve(base_dir, file);
         }

@@ -37,6 +37,10 @@ impl SinkKind for RedisHashConfig {
         "redis_hash"
     }
 
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        self.url.resolve_paths(base);
+    }
+
     async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
         let sink = RedisHashSink::new(name, self)
             .with_context(|| format!("cannot create sinks.{name}"))?;

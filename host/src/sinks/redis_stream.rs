@@ -62,6 +62,10 @@ impl SinkKind for RedisStreamConfig {
         "redis_stream"
     }
 
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        self.url.resolve_paths(base);
+    }
+
     async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
         let sink = RedisStreamSink::new(name, self)
             .with_context(|| format!("cannot create sinks.{name}"))?;

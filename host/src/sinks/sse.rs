@@ -118,6 +118,9 @@ impl SinkKind for SseConfig {
     }
 
     fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(redis) = &mut self.redis {
+            redis.url.resolve_paths(base);
+        }
         if let Some(auth) = &mut self.auth {
             auth.resolve_paths(base);
         }

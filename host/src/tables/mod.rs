@@ -61,6 +61,10 @@ pub trait TableKind: std::fmt::Debug + Send + Sync {
         None
     }
 
+    /// Makes the paths in its config absolute, against `base` (the config
+    /// file's directory); called once, when the config is parsed.
+    fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
     /// Builds the loader that fills `table`, not yet running.
     fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>>;
 }

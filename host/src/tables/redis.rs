@@ -43,6 +43,10 @@ impl TableKind for RedisTableConfig {
         "redis"
     }
 
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        self.url.resolve_paths(base);
+    }
+
     fn build(&self, table: Arc<Table>, _cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
         Ok(Box::new(RedisLoader::new(table, self)?))
     }

@@ -15,29 +15,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
-use serde::Deserialize;
 
+use super::RedisUrl;
 use crate::common::Backoff;
-
-/// A Redis URL (`redis://host:port/db`, `rediss://…`, `redis+unix:///…`),
-/// checked when the config is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisUrl(pub String);
-
-impl<'de> Deserialize<'de> for RedisUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let url = String::deserialize(d)?;
-        redis::Client::open(url.as_str())
-            .map(|_| RedisUrl(url.clone()))
-            .map_err(|e| serde::de::Error::custom(format!("`{url}` is not a Redis URL: {e}")))
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A connection that is re-established after failures.
 pub struct Connector {
@@ -62,7 +42,7 @@ impl Connector {
     /// A connector for `url`. `response_timeout` bounds every request; a
     /// connection used for `BLOCK` reads needs one longer than the block.
     pub fn new(url: &RedisUrl, owner: &str, response_timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url.0.as_str())?;
+        let client = url.client()?;
         Ok(Self {
             client,
             config: AsyncConnectionConfig::new()

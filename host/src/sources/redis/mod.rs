@@ -94,6 +94,10 @@ impl SourceKind for RedisSourceConfig {
         "redis"
     }
 
+    fn resolve_paths(&mut self, base: &std::path::Path) {
+        self.url.resolve_paths(base);
+    }
+
     fn problems(&self, at: &str) -> Vec<String> {
         let mut p = Vec::new();
         if self.batch_size == 0 {
