@@ -360,3 +360,15 @@ fn a_broken_item_is_reported_once_not_again_where_it_is_named() {
     assert_problem(&p, "sinks.out.type: unknown type `nope`");
     assert_eq!(p.len(), 3, "one problem per broken item: {p:#?}");
 }
+
+#[test]
+fn a_syntax_error_shows_no_excerpt_that_could_hold_a_secret() {
+    let env = |name: &str| (name == "PASSWORD").then(|| "hunter2-from-env".to_owned());
+    let text = "[sinks.s]\ntype = \"redis_stream\"\nurl = \"redis://u:${PASSWORD}@h\" x\n";
+    let problems = match Config::parse(text, Path::new("."), env) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems.join("\n"),
+    };
+    assert!(problems.contains("line 3"), "{problems}");
+    assert!(!problems.contains("hunter2"), "{problems}");
+}

@@ -112,7 +112,8 @@ impl Config {
             problems,
         };
         let text = interpolate(text, env).map_err(err)?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| err(vec![toml_syntax(&e)]))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| err(vec![toml_syntax(&e, &text)]))?;
         let mut problems = Vec::new();
         let mut broken = BTreeSet::new();
         let mut config = Config {
@@ -186,13 +187,18 @@ pub fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn toml_syntax(e: &toml::de::Error) -> String {
-    // toml's message spans several lines with a source excerpt; keep it, but
-    // indented so it reads as one problem.
-    format!(
-        "TOML syntax: {}",
-        e.to_string().trim_end().replace('\n', "\n    ")
-    )
+/// A TOML syntax error as one problem: where and what, without toml's
+/// excerpt of the line, which (after interpolation) may hold a secret.
+fn toml_syntax(e: &toml::de::Error, text: &str) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("TOML syntax: line {line}, column {column}: {}", e.message())
+        }
+        None => format!("TOML syntax: {}", e.message()),
+    }
 }
 
 /// Deserializes `value` into `T`, recording a problem (with its key path
