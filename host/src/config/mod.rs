@@ -167,6 +167,9 @@ impl Config {
         if let Some(file) = &mut config.server.admin_token_file {
             *file = resolve(base_dir, file);
         }
+        if let Some(tls) = &mut config.server.tls {
+            tls.resolve_paths(base_dir);
+        }
         validate::check(&config, &broken, &mut problems);
         if problems.is_empty() {
             Ok(config)

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub admin_tokens: Vec<crate::config::Secret>,
     /// A file of admin tokens, one a line. Relative to the config file.
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS: `{ cert_file = "…", key_file = "…" }`, read again on
+    /// every config reload.
+    pub tls: Option<crate::server::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             watch_config: crate::config::defaults::server_hot_reload(),
             admin_tokens: Vec::new(),
             admin_token_file: None,
+            tls: None,
         }
     }
 }

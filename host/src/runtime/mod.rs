@@ -167,6 +167,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
         .context("cannot read the listener's address")?;
     let state = Arc::new(AppState::new(metrics.clone(), Served::default()));
     state.set_admin(admin_tokens(&config)?);
+    state.set_tls(tls_acceptor(&config)?);
     let mut running = Running {
         addr,
         metrics,
@@ -344,6 +345,11 @@ impl Running {
             unit.source_finished().await;
         }
     }
+}
+
+/// The acceptor for `[server] tls`, with its files read now.
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    config.server.tls.as_ref().map(|t| t.acceptor()).transpose()
 }
 
 /// The tokens `[server] admin_tokens` and `admin_token_file` accept.

@@ -89,6 +89,9 @@ impl Running {
         // Admin tokens (and their file) are read again on every reload;
         // one that cannot be read refuses the reload.
         let admin = super::admin_tokens(&new)?;
+        // The certificate is read again too: a renewed one is served from
+        // the next connection on.
+        let tls = super::tls_acceptor(&new)?;
         let mut report = ReloadReport {
             kept: changes.keep.iter().cloned().collect(),
             need_restart: changes.need_restart.clone(),
@@ -96,6 +99,7 @@ impl Running {
         };
         if changes.is_empty() {
             self.state.set_admin(admin);
+            self.state.set_tls(tls);
             self.config = new;
             self.spawn_watchers();
             return Ok(report);
@@ -165,6 +169,7 @@ impl Running {
             .retain(|name| new.plugins.contains_key(name));
         self.sinks.extend(built);
         self.state.set_admin(admin);
+        self.state.set_tls(tls);
         self.config = new;
         let mut failed = Vec::new();
         for name in &changes.start {

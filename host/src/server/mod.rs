@@ -10,7 +10,12 @@
 //! | `GET /plugins`                     | each plugin's version, load time, reloads, last error |
 //!
 //! The server takes its listener and shutdown signal as arguments, so tests
-//! bind port 0 and stop it when they like.
+//! bind port 0 and stop it when they like. With `[server] tls` it speaks
+//! HTTPS (`tls.rs`); the certificate is read again on every config reload.
+
+mod tls;
+
+pub use tls::ServerTls;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -56,13 +61,21 @@ pub struct Served {
 }
 
 /// The server's state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AppState {
     /// For `/metrics`.
     pub metrics: Metrics,
     served: RwLock<Arc<Served>>,
     /// Tokens for the admin endpoints; `None`: open.
     admin: RwLock<Option<crate::auth::Tokens>>,
+    /// TLS for new connections; `None`: plain HTTP.
+    tls: RwLock<Option<tokio_rustls::TlsAcceptor>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -72,7 +85,18 @@ impl AppState {
             metrics,
             served: RwLock::new(Arc::new(served)),
             admin: RwLock::new(None),
+            tls: RwLock::new(None),
         }
+    }
+
+    /// Serves new connections over TLS with `acceptor` (`None`: plain HTTP).
+    /// Open connections keep what they started with.
+    pub fn set_tls(&self, acceptor: Option<tokio_rustls::TlsAcceptor>) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+    }
+
+    fn tls(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Guards the admin endpoints with `tokens` (`None`: open) from the
@@ -122,19 +146,20 @@ pub async fn serve(
             },
             _ = shutdown.recv() => break,
         };
+        let tls = state.tls();
         let state = Arc::clone(&state);
         let conn_shutdown = shutdown.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let state = Arc::clone(&state);
-            let shutdown = conn_shutdown.clone();
-            async move { Ok::<_, Infallible>(handle(req, &state, shutdown).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "Connection ended with an error.");
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, peer, state, conn_shutdown, watcher).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, peer, state, conn_shutdown, watcher).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
             }
         });
     }
@@ -147,6 +172,31 @@ pub async fn serve(
             ?grace,
             "Connections still open after the shutdown grace period; closing them."
         );
+    }
+}
+
+/// How long a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on one accepted connection (plain or TLS).
+async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    state: Arc<AppState>,
+    shutdown: Shutdown,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = Arc::clone(&state);
+        let shutdown = shutdown.clone();
+        async move { Ok::<_, Infallible>(handle(req, &state, shutdown).await) }
+    });
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "Connection ended with an error.");
     }
 }
 
