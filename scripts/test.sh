@@ -16,11 +16,14 @@ rustup target add wasm32-wasip2
 
 # redis-server (built with TLS in Debian) for the Redis tests, openssl to
 # make their test CA.
-if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null; then
+# libssl-dev and pkg-config: librdkafka is built with OpenSSL (Kafka TLS
+# and SASL); this kind of machine has them, a bare Debian may not.
+if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null \
+    || ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl libssl-dev pkg-config
 fi
 # The package starts a system-wide server on 6379; the tests don't use it.
 

@@ -372,3 +372,59 @@ fn a_syntax_error_shows_no_excerpt_that_could_hold_a_secret() {
     assert!(problems.contains("line 3"), "{problems}");
     assert!(!problems.contains("hunter2"), "{problems}");
 }
+
+/// A config whose Kafka parts use TLS and SASL: the `kafka_options`
+/// of the source, then the sink's.
+fn secured_kafka(source_options: &str, sink_options: &str) -> String {
+    format!(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "broker.example:9093"
+        topics = ["events"]
+        group_id = "g"
+        options = {{ {source_options} }}
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "broker.example:9093"
+        topic = "out"
+        options = {{ {sink_options} }}
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#
+    )
+}
+
+fn check_text(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = sluice().arg("check").arg(&config).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn kafka_tls_and_sasl_settings_are_accepted_and_bad_ones_named_by_key() {
+    let sasl = r#""security.protocol" = "SASL_SSL", "sasl.mechanisms" = "SCRAM-SHA-512", "sasl.username" = "sluice", "sasl.password" = "pw-secret-123""#;
+    // librdkafka is built with OpenSSL: SASL_SSL with SCRAM is a valid setting.
+    let (ok, out) = check_text(&secured_kafka(sasl, r#""security.protocol" = "SSL""#));
+    assert!(ok, "{out}");
+    let (ok, out) = check_text(&secured_kafka(
+        &format!(r#"{sasl}, "ssl.ca.location" = "/no/such/ca.pem""#),
+        r#""security.protocol" = "SSLX""#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(r#"sources.in.options."ssl.ca.location""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"sinks.out.options."security.protocol""#),
+        "{out}"
+    );
+    assert!(!out.contains("pw-secret-123"), "the password leaked: {out}");
+}

@@ -154,6 +154,14 @@ fn compile(input: &std::path::Path, output: Option<PathBuf>, fuel: bool) -> anyh
 
 async fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
+    let problems = runtime::client_problems(&config);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "invalid config {}:\n  - {}",
+            path.display(),
+            problems.join("\n  - ")
+        );
+    }
     let plugins = runtime::load_plugins(&config).await?;
     for (name, p) in &plugins {
         println!(

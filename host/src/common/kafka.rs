@@ -105,6 +105,109 @@ impl Drop for EmbeddedKafka {
     }
 }
 
+/// `options = { … }` of a Kafka part: librdkafka settings, passed through
+/// as they are. Its `Debug` hides the values of secret settings
+/// (`sasl.password`, `ssl.key.password`, `*.secret`, PEM keys).
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct KafkaOptions(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for KafkaOptions {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Whether librdkafka setting `key` holds a secret.
+pub fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "ssl.key.pem",
+        "token",
+        "sasl.jaas.config",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret_option(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// Problems creating a librdkafka client with `options` shows, each under
+/// `at` (`sources.NAME`), naming the setting: an unknown or invalid value
+/// (`security.protocol`, `sasl.mechanisms`), a certificate file that cannot
+/// be read (`ssl.ca.location`). Nothing connects. A secret's value is never
+/// in the message.
+pub fn client_problems(
+    at: &str,
+    bootstrap: &str,
+    options: &BTreeMap<String, String>,
+    consumer: bool,
+) -> Vec<String> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::error::KafkaError;
+    use rdkafka::producer::BaseProducer;
+    // The embedded broker runs only with Sluice; any address will do, as
+    // nothing connects.
+    let bootstrap = if bootstrap == EMBEDDED {
+        "127.0.0.1:9"
+    } else {
+        bootstrap
+    };
+    let defaults: Vec<(&str, String)> = if consumer {
+        vec![("group.id", "sluice-check".to_owned())]
+    } else {
+        Vec::new()
+    };
+    let config = client_config(bootstrap, &defaults, options);
+    let result = if consumer {
+        config.create::<BaseConsumer>().map(drop)
+    } else {
+        config.create::<BaseProducer>().map(drop)
+    };
+    match result {
+        Ok(()) => Vec::new(),
+        Err(KafkaError::ClientConfig(_, description, key, _)) => {
+            vec![format!("{at}.options.\"{key}\": {description}")]
+        }
+        Err(e) => {
+            let message = match &e {
+                KafkaError::ClientCreation(m) => m.clone(),
+                other => other.to_string(),
+            };
+            let message = redact_values(&message, options);
+            // librdkafka names the setting at the start of its message.
+            match options.keys().find(|k| message.contains(k.as_str())) {
+                Some(key) => vec![format!("{at}.options.\"{key}\": {message}")],
+                None => vec![format!("{at}.options: {message}")],
+            }
+        }
+    }
+}
+
+/// `message` with the value of every secret option replaced by `***`.
+fn redact_values(message: &str, options: &BTreeMap<String, String>) -> String {
+    options
+        .iter()
+        .filter(|(k, v)| is_secret_option(k) && !v.is_empty())
+        .fold(message.to_owned(), |m, (_, v)| m.replace(v.as_str(), "***"))
+}
+
 /// A librdkafka config: Sluice's settings for `bootstrap`, then the user's
 /// `options` on top (they win).
 pub fn client_config(

@@ -79,6 +79,25 @@ pub struct Running {
     embedded: Option<EmbeddedKafka>,
 }
 
+/// Problems only creating the config's clients shows (Kafka security
+/// settings and certificate files), each by its key path. `sluice check`
+/// reports them; [`start`] refuses to start with any.
+pub fn client_problems(config: &Config) -> Vec<String> {
+    let sources = config
+        .sources
+        .iter()
+        .flat_map(|(n, s)| s.kind().client_problems(&format!("sources.{n}")));
+    let sinks = config
+        .sinks
+        .iter()
+        .flat_map(|(n, s)| s.kind().client_problems(&format!("sinks.{n}")));
+    let tables = config
+        .tables
+        .iter()
+        .flat_map(|(n, t)| t.kind().client_problems(&format!("tables.{n}")));
+    sources.chain(sinks).chain(tables).collect()
+}
+
 /// Loads every plugin in `config`, reporting all that fail at once.
 /// Declared tables are there, empty, so join plugins can open them.
 pub async fn load_plugins(config: &Config) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
@@ -134,6 +153,13 @@ pub async fn start_dev(config: Config, listener: TcpListener) -> anyhow::Result<
 }
 
 async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow::Result<Running> {
+    let problems = client_problems(&config);
+    if !problems.is_empty() {
+        bail!(
+            "cannot create the clients:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
     let metrics = Metrics::new();
     let (trigger, shutdown) = shutdown::channel();
     let embedded = ensure_embedded(&config, None)?;

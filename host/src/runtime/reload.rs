@@ -88,6 +88,13 @@ impl Running {
         let new = keep_server(new, &self.config);
         // Admin tokens (and their file) are read again on every reload;
         // one that cannot be read refuses the reload.
+        let problems = super::client_problems(&new);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "cannot create the clients:\n  - {}",
+                problems.join("\n  - ")
+            );
+        }
         let admin = super::admin_tokens(&new)?;
         // The certificate is read again too: a renewed one is served from
         // the next connection on.

@@ -7,7 +7,6 @@
 //! is a success; any failure fails the batch (and so holds its source).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,7 +40,7 @@ pub struct KafkaSinkConfig {
     /// librdkafka settings, passed through as they are (they override
     /// Sluice's).
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: crate::common::kafka::KafkaOptions,
 }
 
 #[async_trait]
@@ -57,6 +56,10 @@ impl SinkKind for KafkaSinkConfig {
         }
         problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
         problems
+    }
+
+    fn client_problems(&self, at: &str) -> Vec<String> {
+        kafka::client_problems(at, &self.bootstrap_servers, &self.options, false)
     }
 
     fn embedded_topics(&self) -> Option<Vec<String>> {

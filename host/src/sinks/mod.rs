@@ -86,6 +86,13 @@ pub trait SinkKind: std::fmt::Debug + Send + Sync {
     /// Logs how to try it, once Sluice listens on `addr`.
     fn announce(&self, _name: &str, _addr: SocketAddr) {}
 
+    /// Problems only creating its client shows (librdkafka's security
+    /// settings, certificate files), each under `at`. Nothing connects.
+    /// Run by `sluice check` and before anything starts.
+    fn client_problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Builds sink `name`, ready to be driven.
     async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind>;
 }

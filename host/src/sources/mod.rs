@@ -65,6 +65,13 @@ pub trait SourceKind: std::fmt::Debug + Send + Sync {
     /// Logs how to try it, once Sluice listens on `addr`.
     fn announce(&self, name: &str, addr: SocketAddr);
 
+    /// Problems only creating its client shows (librdkafka's security
+    /// settings, certificate files), each under `at`. Nothing connects.
+    /// Run by `sluice check` and before anything starts.
+    fn client_problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Fails as [`SourceKind::build`] would, without starting anything, so
     /// a config reload can refuse a source before the old one stops.
     fn check(&self, _name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<()> {

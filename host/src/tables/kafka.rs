@@ -36,7 +36,7 @@ pub struct KafkaTableConfig {
     pub topic: String,
     /// librdkafka settings, over Sluice's.
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: crate::common::kafka::KafkaOptions,
 }
 
 impl TableKind for KafkaTableConfig {
@@ -51,6 +51,10 @@ impl TableKind for KafkaTableConfig {
         }
         problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
         problems
+    }
+
+    fn client_problems(&self, at: &str) -> Vec<String> {
+        kafka::client_problems(at, &self.bootstrap_servers, &self.options, true)
     }
 
     fn embedded_topics(&self) -> Option<Vec<String>> {

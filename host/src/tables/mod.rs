@@ -65,6 +65,13 @@ pub trait TableKind: std::fmt::Debug + Send + Sync {
     /// file's directory); called once, when the config is parsed.
     fn resolve_paths(&mut self, _base: &std::path::Path) {}
 
+    /// Problems only creating its client shows (librdkafka's security
+    /// settings, certificate files), each under `at`. Nothing connects.
+    /// Run by `sluice check` and before anything starts.
+    fn client_problems(&self, _at: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Builds the loader that fills `table`, not yet running.
     fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>>;
 }

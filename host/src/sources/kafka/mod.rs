@@ -12,7 +12,7 @@
 mod stall;
 mod tracker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -66,7 +66,7 @@ pub struct KafkaSourceConfig {
     /// librdkafka settings, passed through as they are (they override
     /// Sluice's): `"security.protocol" = "SASL_SSL"`, ...
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: crate::common::kafka::KafkaOptions,
 }
 
 /// Where a partition without a committed offset starts.
@@ -113,6 +113,10 @@ impl SourceKind for KafkaSourceConfig {
                 .cloned()
                 .collect()
         })
+    }
+
+    fn client_problems(&self, at: &str) -> Vec<String> {
+        kafka::client_problems(at, &self.bootstrap_servers, &self.options, true)
     }
 
     fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
