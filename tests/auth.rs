@@ -336,3 +336,77 @@ async fn an_expiring_token_closes_the_stream_and_a_fresh_one_resumes_exactly() {
     assert!(again.next(Duration::from_millis(300)).await.is_none());
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secure_notifications_example_serves_each_client_only_its_own_events() {
+    init_logging();
+    let redis = RedisServer::start();
+    let path = workspace()
+        .join("examples")
+        .join("secure-notifications.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let url = redis.url();
+    let config = sluice::config::Config::parse(&text, path.parent().unwrap(), |var| match var {
+        "REDIS_URL" => Some(url.clone()),
+        "SLUICE_JWT_SECRET" => Some(SECRET.to_owned()),
+        "SLUICE_INGEST_TOKEN" => Some(INGEST_TOKEN.to_owned()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sluice::runtime::start_with_listener(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let addr = running.addr;
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    let t1 = good("client-1");
+    // Asking for client-2's stream with client-1's token still reads client-1's.
+    let mut sse = SseClient::open(
+        addr,
+        &format!("/sse/notifications?client_id=client-2&access_token={t1}"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        get_with(addr, "/sse/notifications?client_id=client-1", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let records: Vec<common::kafka::Input> = (0..4)
+        .map(|i| {
+            let key = ["client-1", "client-2"][i % 2];
+            (
+                key.to_owned(),
+                format!(r#"{{"n":{i}}}"#),
+                vec![],
+                1_700_000_000_000 + i as i64,
+            )
+        })
+        .collect();
+    common::kafka::produce(&bootstrap, "events", &records).await;
+    let from_kafka: Vec<String> = sse
+        .take(2, Duration::from_secs(20))
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(from_kafka, [r#"{"n":0}"#, r#"{"n":2}"#]);
+    // The http source takes the same path, with its token only.
+    let posted = [
+        json!({"key": "client-1", "value": {"n": 9}}),
+        json!({"key": "client-2", "value": {"n": 10}}),
+    ];
+    assert_eq!(post(addr, None, &posted).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(addr, Some(&format!("Bearer {INGEST_TOKEN}")), &posted).await,
+        StatusCode::OK
+    );
+    let via_http = sse.take(1, Duration::from_secs(10)).await;
+    assert_eq!(via_http[0].data, r#"{"n":9}"#);
+    assert!(
+        sse.next(Duration::from_millis(300)).await.is_none(),
+        "nothing of client-2"
+    );
+    running.shutdown().await.unwrap();
+}

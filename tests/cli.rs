@@ -146,3 +146,137 @@ fn check_fails_with_the_key_named_for_a_dangling_route() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn no_secret_reaches_the_log_at_debug_level() {
+    const SECRETS: [&str; 5] = [
+        "ingest-tok-7d1",
+        "jwt-secret-9a2",
+        "redis-pw-4c3",
+        "kafka-pw-5e4",
+        "admin-tok-8f5",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("sluice.toml");
+    // Redis and Kafka on ports nothing listens on: their failures are
+    // logged, with the URLs and settings that hold the secrets.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:{port}"
+            admin_tokens = ["${{ADMIN_TOKEN}}"]
+            [sources.in]
+            type = "http"
+            tokens = ["${{INGEST_TOKEN}}"]
+            [sinks.stream]
+            type = "redis_stream"
+            url = "redis://sluice:${{REDIS_PASSWORD}}@127.0.0.1:1/0"
+            stream = "s"
+            [sinks.kafka]
+            type = "kafka"
+            bootstrap_servers = "127.0.0.1:1"
+            topic = "t"
+            delivery_timeout = "1s"
+            options = {{ "security.protocol" = "SASL_PLAINTEXT", "sasl.mechanisms" = "PLAIN", "sasl.username" = "u", "sasl.password" = "${{KAFKA_PASSWORD}}" }}
+            [sinks.live]
+            type = "sse"
+            [sinks.live.auth]
+            secret = "${{JWT_SECRET}}"
+            [routes.r]
+            from = "in"
+            to = ["stream", "kafka", "live"]
+            "#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .env("INGEST_TOKEN", SECRETS[0])
+        .env("JWT_SECRET", SECRETS[1])
+        .env("REDIS_PASSWORD", SECRETS[2])
+        .env("KAFKA_PASSWORD", SECRETS[3])
+        .env("ADMIN_TOKEN", SECRETS[4])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = line_tx.send(line);
+        }
+        all
+    });
+    assert!(
+        line_rx.iter().any(|l| l.contains("Sluice is running")),
+        "did not start"
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let record = [json!({"key": "client-1", "value": "x"})];
+    let body: String = record.iter().map(|l| format!("{l}\n")).collect();
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some(&*format!("Bearer {}", SECRETS[0])),
+    ] {
+        let mut req =
+            builder(addr, "POST", "/ingest/in").header("content-type", "application/x-ndjson");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let (_, reply) = call(
+            addr,
+            req.body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .unwrap(),
+        )
+        .await;
+        for s in SECRETS {
+            assert!(!reply.contains(s), "{s} in a response: {reply}");
+        }
+    }
+    for path in [
+        "/sse/live?access_token=forged.token.here",
+        "/health",
+        "/plugins",
+        "/metrics",
+    ] {
+        let (_, reply) = get(addr, path).await;
+        for s in SECRETS {
+            assert!(!reply.contains(s), "{s} in {path}: {reply}");
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let _ = tokio::task::spawn_blocking(move || child.0.wait()).await;
+    let log = reader.join().unwrap();
+    assert!(log.contains("DEBUG"), "the log ran at debug level:\n{log}");
+    assert!(
+        log.contains("Redis"),
+        "the Redis failure was logged:\n{log}"
+    );
+    for s in SECRETS {
+        assert!(!log.contains(s), "{s} in the log:\n{log}");
+    }
+}

@@ -41,7 +41,15 @@ fn every_example_passes_sluice_check() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
-        let out = sluice().arg("check").arg(&path).output().unwrap();
+        // The secrets an operator would set (secure-notifications.toml
+        // refuses to start without them).
+        let out = sluice()
+            .arg("check")
+            .arg(&path)
+            .env("SLUICE_JWT_SECRET", "example-jwt-secret")
+            .env("SLUICE_INGEST_TOKEN", "example-ingest-token")
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

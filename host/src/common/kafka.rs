@@ -209,7 +209,7 @@ fn redact_values(message: &str, options: &BTreeMap<String, String>) -> String {
 }
 
 /// A librdkafka config: Sluice's settings for `bootstrap`, then the user's
-/// `options` on top (they win).
+/// `options` on top (they win; an empty one is left out).
 pub fn client_config(
     bootstrap: &str,
     defaults: &[(&str, String)],
@@ -220,7 +220,9 @@ pub fn client_config(
     for (k, v) in defaults {
         c.set(*k, v);
     }
-    for (k, v) in options {
+    // An empty value leaves the setting unset, so `"${VAR:-}"` in a config
+    // turns a setting off (TLS and SASL settings for a plaintext run).
+    for (k, v) in options.iter().filter(|(_, v)| !v.is_empty()) {
         c.set(k, v);
     }
     c

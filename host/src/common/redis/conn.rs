@@ -28,6 +28,8 @@ pub struct Connector {
     backoff: Backoff,
     /// Who uses it, for logs.
     owner: String,
+    /// Where it connects, for logs (its password shown as `***`).
+    target: String,
 }
 
 impl fmt::Debug for Connector {
@@ -52,6 +54,7 @@ impl Connector {
             broken: Arc::new(AtomicBool::new(false)),
             backoff: Backoff::default(),
             owner: owner.to_owned(),
+            target: url.to_string(),
         })
     }
 
@@ -79,7 +82,7 @@ impl Connector {
             }
             Err(e) => {
                 let wait = self.backoff.next_wait();
-                tracing::warn!(owner = %self.owner, error = %e, retry_in = ?wait, "Cannot reach Redis.");
+                tracing::warn!(owner = %self.owner, redis = %self.target, error = %e, retry_in = ?wait, "Cannot reach Redis.");
                 tokio::time::sleep(wait).await;
                 Err(e)
             }

@@ -83,12 +83,15 @@ impl<'de> Deserialize<'de> for RedisUrl {
             },
             Raw::Table(t) => t,
         };
+        // An empty path (a variable left empty, `"${REDIS_CA_FILE:-}"`) is
+        // no file.
+        let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
         let parsed = RedisUrl {
             url: Secret::new(t.url),
             tls: TlsFiles {
-                ca_file: t.ca_file,
-                client_cert: t.client_cert,
-                client_key: t.client_key,
+                ca_file: given(t.ca_file),
+                client_cert: given(t.client_cert),
+                client_key: given(t.client_key),
                 insecure: t.insecure_skip_verify,
             },
             username: t.username,
