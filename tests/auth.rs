@@ -410,3 +410,119 @@ async fn the_secure_notifications_example_serves_each_client_only_its_own_events
     );
     running.shutdown().await.unwrap();
 }
+
+/// An SSE-only config whose `auth` table is `auth`.
+fn sse_only(auth: &str) -> String {
+    format!(
+        r#"
+[sources.in]
+type = "http"
+[sinks.notifications]
+type = "sse"
+[sinks.notifications.auth]
+{auth}
+[routes.r]
+from = "in"
+to = ["notifications"]
+"#
+    )
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn rs256_and_es256_tokens_verify_with_a_public_key_or_a_jwks_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.key",
+        ],
+    );
+    openssl(d, &["pkey", "-in", "rsa.key", "-pubout", "-out", "rsa.pub"]);
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ec.key",
+        ],
+    );
+    openssl(d, &["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"]);
+    let rsa = EncodingKey::from_rsa_pem(&std::fs::read(d.join("rsa.key")).unwrap()).unwrap();
+    let ec = EncodingKey::from_ec_pem(&std::fs::read(d.join("ec.key")).unwrap()).unwrap();
+    let exp = now() + 300;
+    let sign = |alg: Algorithm, key: &EncodingKey, kid: Option<&str>| {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, &json!({"sub": "client-7", "exp": exp}), key).unwrap()
+    };
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    std::fs::write(d.join("jwks.json"), json!({"keys": [jwk]}).to_string()).unwrap();
+
+    for (auth, good_token, bad_token) in [
+        (
+            format!(r#"public_key = "{}""#, d.join("rsa.pub").display()),
+            sign(Algorithm::RS256, &rsa, None),
+            sign(Algorithm::ES256, &ec, None),
+        ),
+        (
+            format!(r#"public_key = "{}""#, d.join("ec.pub").display()),
+            sign(Algorithm::ES256, &ec, None),
+            sign(Algorithm::RS256, &rsa, None),
+        ),
+        (
+            format!(r#"jwks = "{}""#, d.join("jwks.json").display()),
+            sign(Algorithm::RS256, &rsa, Some("k1")),
+            sign(Algorithm::RS256, &rsa, Some("unknown")),
+        ),
+    ] {
+        let running = start(&sse_only(&auth), d).await;
+        let addr = running.addr;
+        let mut sse = SseClient::open(
+            addr,
+            &format!("/sse/notifications?access_token={good_token}"),
+            &[],
+        )
+        .await;
+        let (status, _) = get_with(
+            addr,
+            &format!("/sse/notifications?access_token={bad_token}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth}");
+        let (status, _) =
+            post_ndjson(addr, "in", &[json!({"key": "client-7", "value": "hi"})]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            sse.take(1, Duration::from_secs(5)).await[0].data,
+            "hi",
+            "{auth}"
+        );
+        running.shutdown().await.unwrap();
+    }
+}

@@ -31,7 +31,8 @@ pub struct JwtConfig {
     /// Relative to the config file.
     pub jwks: Option<PathBuf>,
     /// The accepted algorithms. Default: `["HS256"]` with `secret`,
-    /// `["RS256", "ES256"]` with `public_key` or `jwks`.
+    /// `["RS256", "ES256"]` with `public_key` or `jwks` (a token is checked
+    /// against those of its key's family).
     pub algorithms: Option<Vec<String>>,
     /// The claim that holds the client id.
     #[serde(default = "crate::config::defaults::jwt_client_claim")]
@@ -238,10 +239,20 @@ impl JwtVerifier {
                 DecodingKey::from_jwk(jwk).map_err(TokenError::Invalid)?
             }
         };
+        // jsonwebtoken refuses a validation that names algorithms of another
+        // family than the key's, so keep only this key's (an RSA key in a
+        // JWKS checks RS256, an EC key ES256, with the default list).
+        let mut validation = self.validation.clone();
+        validation.algorithms.retain(|a| a.family() == key.family());
+        if validation.algorithms.is_empty() {
+            return Err(TokenError::Invalid(
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into(),
+            ));
+        }
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
             &key,
-            &self.validation,
+            &validation,
         )
         .map_err(TokenError::Invalid)?;
         let client = data
