@@ -11,6 +11,31 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::json;
 
+/// Reads `child`'s log (stderr) as it comes, and returns once it says
+/// "Sluice is running" (logged when the server accepts requests). The
+/// handle yields the whole log once the process has ended.
+fn wait_until_running(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = line_tx.send(line);
+        }
+        all
+    });
+    // Blocks until the line arrives, or the process ends (the channel closes).
+    let up = line_rx.iter().any(|l| l.contains("Sluice is running"));
+    assert!(up, "sluice did not start");
+    reader
+}
+
 #[tokio::test]
 async fn run_serves_until_sigterm_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,27 +81,8 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
         std::io::Read::read_to_string(&mut stdout, &mut all).unwrap();
         all
     });
-    // Read the log as it comes; "Sluice is running" is logged once the
-    // server accepts requests.
-    let stderr = child.stderr.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = line_tx.send(line);
-        }
-        all
-    });
+    let reader = wait_until_running(&mut child);
     let child = KillOnDrop(child);
-    // Blocks until the line arrives, or the process ends (the channel closes).
-    let up = line_rx.iter().any(|l| l.contains("Sluice is running"));
-    assert!(up, "sluice did not start");
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, body) = post_ndjson(
         addr,
@@ -211,25 +217,7 @@ async fn no_secret_reaches_the_log_at_debug_level() {
         .spawn()
         .unwrap();
     let mut child = KillOnDrop(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = line_tx.send(line);
-        }
-        all
-    });
-    assert!(
-        line_rx.iter().any(|l| l.contains("Sluice is running")),
-        "did not start"
-    );
+    let reader = wait_until_running(&mut child.0);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let record = [json!({"key": "client-1", "value": "x"})];
     let body: String = record.iter().map(|l| format!("{l}\n")).collect();
