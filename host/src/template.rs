@@ -1,5 +1,12 @@
 //! Names filled from a record: `"client:{key}"`, `"orders-{header.region}"`,
-//! `"events-{field.region}"` (a top-level JSON field of the value).
+//! `"events-{field.region}"` (a top-level JSON field of the value),
+//! `"copy-{origin.topic}"` (where the record came from: `{origin.topic}` is
+//! the Kafka topic or Redis stream, `{origin.partition}` the partition,
+//! `{origin.source}` the source's name).
+//!
+//! [`Destination`] adds a glob map in front of a template: the first entry
+//! whose pattern matches the record's origin topic names it, else the
+//! fallback does.
 
 use std::fmt;
 
@@ -13,6 +20,9 @@ enum Part {
     Key,
     Header(String),
     Field(String),
+    OriginTopic,
+    OriginPartition,
+    OriginSource,
 }
 
 /// A parsed template.
@@ -45,11 +55,14 @@ impl Template {
             let name = &rest[open + 1..open + close];
             parts.push(match name {
                 "key" => Part::Key,
+                "origin.topic" => Part::OriginTopic,
+                "origin.partition" => Part::OriginPartition,
+                "origin.source" => Part::OriginSource,
                 _ if name.starts_with("header.") && name.len() > 7 => Part::Header(name[7..].to_owned()),
                 _ if name.starts_with("field.") && name.len() > 6 => Part::Field(name[6..].to_owned()),
                 _ => {
                     return Err(format!(
-                        "`{text}`: unknown placeholder `{{{name}}}`; use {{key}}, {{header.NAME}} or {{field.NAME}}"
+                        "`{text}`: unknown placeholder `{{{name}}}`; use {{key}}, {{header.NAME}}, {{field.NAME}}, {{origin.topic}}, {{origin.partition}} or {{origin.source}}"
                     ));
                 }
             });
@@ -110,9 +123,80 @@ impl Template {
                         .ok_or_else(|| fail(format!("no JSON field `{f}`")))?;
                     out.push_str(&v);
                 }
+                Part::OriginTopic => out.push_str(&record.origin().topic),
+                Part::OriginPartition => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{}", record.origin().partition);
+                }
+                Part::OriginSource => out.push_str(&record.origin().source),
             }
         }
         Ok(())
+    }
+}
+
+/// One entry of a glob map: `{ match = "device:*:stream", topic = "…" }`
+/// (`stream = "…"` in a `redis_stream` sink's `stream_map`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    /// A glob (`*`, `?`) over the record's origin topic: the Kafka topic or
+    /// Redis stream it came from.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Where matching records go; may itself be a template.
+    #[serde(alias = "stream")]
+    pub topic: Template,
+}
+
+/// Where a record goes: the first [`MapEntry`] whose pattern matches its
+/// origin topic, in the order written, else the fallback template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    map: Vec<MapEntry>,
+    fallback: Option<Template>,
+}
+
+impl Destination {
+    /// `map`, then `fallback`.
+    pub fn new(map: Vec<MapEntry>, fallback: Option<Template>) -> Self {
+        Self { map, fallback }
+    }
+
+    /// The name, when it is the same for every record (no map, a fixed
+    /// fallback).
+    pub fn fixed(&self) -> Option<&str> {
+        match (self.map.is_empty(), &self.fallback) {
+            (true, Some(t)) => t.fixed(),
+            _ => None,
+        }
+    }
+
+    /// Every name that does not depend on the record (for creating topics
+    /// up front).
+    pub fn fixed_names(&self) -> impl Iterator<Item = &str> {
+        self.map
+            .iter()
+            .map(|e| &e.topic)
+            .chain(&self.fallback)
+            .filter_map(Template::fixed)
+    }
+
+    /// The name for `record`, appended to `out`. A record that no entry
+    /// matches, with no fallback, is an error.
+    pub fn render_into(&self, record: &Record<'_>, out: &mut String) -> Result<(), TemplateError> {
+        let origin = &record.origin().topic;
+        let template = self
+            .map
+            .iter()
+            .find(|e| sluice_format::glob_match(&e.pattern, origin))
+            .map(|e| &e.topic)
+            .or(self.fallback.as_ref())
+            .ok_or_else(|| TemplateError {
+                template: "the map".into(),
+                reason: format!("origin `{origin}` matches no entry and there is no fallback"),
+            })?;
+        template.render_into(record, out)
     }
 }
 
@@ -155,5 +239,43 @@ mod tests {
             .render(&r)
             .unwrap_err();
         assert!(missing.to_string().contains("no header `zz`"));
+    }
+
+    #[test]
+    fn the_first_matching_map_entry_wins_then_the_fallback() {
+        let entry = |m: &str, t: &str| MapEntry {
+            pattern: m.into(),
+            topic: Template::parse(t).unwrap(),
+        };
+        let map = vec![
+            entry("device:*:stream", "devices"),
+            entry("*-stream", "streams-{origin.partition}"),
+            entry("device:*", "never-reached"),
+        ];
+        let render = |dest: &Destination, topic: &str| {
+            let mut b = FlatBatch::new(crate::record::Origin {
+                source: "s".into(),
+                topic: topic.into(),
+                partition: 3,
+            });
+            b.push(Position::default(), None, Some(b"v"), 0, []);
+            let mut out = String::new();
+            dest.render_into(&b.get(0).unwrap(), &mut out).map(|()| out)
+        };
+        let with = Destination::new(
+            map.clone(),
+            Some(Template::parse("rest-{origin.topic}").unwrap()),
+        );
+        assert_eq!(render(&with, "device:1:stream").unwrap(), "devices");
+        assert_eq!(render(&with, "orders-stream").unwrap(), "streams-3");
+        assert_eq!(render(&with, "other").unwrap(), "rest-other");
+        let without = Destination::new(map, None);
+        let err = render(&without, "other").unwrap_err();
+        assert!(err.to_string().contains("matches no entry"), "{err}");
+        assert_eq!(with.fixed(), None);
+        assert_eq!(
+            with.fixed_names().collect::<Vec<_>>(),
+            ["devices", "never-reached"]
+        );
     }
 }

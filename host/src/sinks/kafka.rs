@@ -22,7 +22,7 @@ use crate::kinds::BuildContext;
 
 use crate::common::kafka::{self, EmbeddedKafka};
 use crate::config::HumanDuration;
-use crate::template::Template;
+use crate::template::{Destination, Template};
 
 /// `[sinks.NAME]` with `type = "kafka"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,8 +31,17 @@ pub struct KafkaSinkConfig {
     /// `host:port,...`, or `"embedded"` for the in-process broker.
     pub bootstrap_servers: String,
     /// The topic: fixed (`"orders"`) or a template (`"orders-{field.region}"`,
-    /// `"{header.topic}"`, `"user-{key}"`).
-    pub topic: Template,
+    /// `"{header.topic}"`, `"user-{key}"`, `"{origin.topic}"`). With
+    /// `topic_map`, the fallback for records no entry matches.
+    pub topic: Option<Template>,
+    /// Topics by the record's origin (the Redis stream or Kafka topic it
+    /// came from): `[{ match = "device:*:stream", topic = "devices" }, …]`;
+    /// the first match wins, in the order written.
+    #[serde(default)]
+    pub topic_map: Vec<crate::template::MapEntry>,
+    /// The message key: a template (`"{field.device_id}"`, `"{origin.topic}"`).
+    /// Unset: the record's key.
+    pub key: Option<Template>,
     /// How long librdkafka may keep retrying one record before its delivery
     /// fails (`message.timeout.ms`).
     #[serde(default = "crate::config::defaults::kafka_sink_delivery_timeout")]
@@ -51,8 +60,11 @@ impl SinkKind for KafkaSinkConfig {
 
     fn problems(&self, at: &str) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.topic.fixed() == Some("") {
+        if self.topic.as_ref().and_then(Template::fixed) == Some("") {
             problems.push(format!("{at}.topic: must not be empty"));
+        }
+        if self.topic.is_none() && self.topic_map.is_empty() {
+            problems.push(format!("{at}: set `topic`, `topic_map`, or both"));
         }
         problems.extend(kafka::bootstrap_problem(at, &self.bootstrap_servers));
         problems
@@ -64,8 +76,12 @@ impl SinkKind for KafkaSinkConfig {
 
     fn embedded_topics(&self) -> Option<Vec<String>> {
         // A templated topic is only known per record.
-        (self.bootstrap_servers == kafka::EMBEDDED)
-            .then(|| self.topic.fixed().map(str::to_owned).into_iter().collect())
+        (self.bootstrap_servers == kafka::EMBEDDED).then(|| {
+            self.destination()
+                .fixed_names()
+                .map(str::to_owned)
+                .collect()
+        })
     }
 
     async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
@@ -75,10 +91,20 @@ impl SinkKind for KafkaSinkConfig {
     }
 }
 
+impl KafkaSinkConfig {
+    /// Where records go: `topic_map`, then `topic`.
+    fn destination(&self) -> Destination {
+        Destination::new(self.topic_map.clone(), self.topic.clone())
+    }
+}
+
 pub(super) struct KafkaSink {
     name: String,
     producer: FutureProducer,
-    topic: Template,
+    topic: Destination,
+    key: Option<Template>,
+    /// Scratch for rendered topics and keys.
+    buf: String,
 }
 
 impl KafkaSink {
@@ -105,7 +131,9 @@ impl KafkaSink {
         Ok(Self {
             name: name.to_owned(),
             producer,
-            topic: config.topic.clone(),
+            topic: config.destination(),
+            key: config.key.clone(),
+            buf: String::new(),
         })
     }
 
@@ -126,11 +154,20 @@ impl Sink for KafkaSink {
             // headers: both would otherwise allocate for every message.
             let topic: Cow<'_, str> = match self.topic.fixed() {
                 Some(t) => Cow::Borrowed(t),
-                None => Cow::Owned(
+                None => {
+                    self.buf.clear();
                     self.topic
-                        .render(&record)
-                        .map_err(|e| self.error(e.to_string()))?,
-                ),
+                        .render_into(&record, &mut self.buf)
+                        .map_err(|e| self.error(e.to_string()))?;
+                    Cow::Owned(self.buf.clone())
+                }
+            };
+            let key: Option<Cow<'_, [u8]>> = match &self.key {
+                Some(t) => {
+                    let k = t.render(&record).map_err(|e| self.error(e.to_string()))?;
+                    Some(Cow::Owned(k.into_bytes()))
+                }
+                None => record.key().map(Cow::Borrowed),
             };
             let mut message: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&topic).timestamp(record.timestamp());
@@ -145,8 +182,8 @@ impl Sink for KafkaSink {
                 }
                 message = message.headers(owned);
             }
-            if let Some(key) = record.key() {
-                message = message.key(key);
+            if let Some(key) = &key {
+                message = message.key(key.as_ref());
             }
             if let Some(value) = record.value_opt() {
                 message = message.payload(value);

@@ -15,7 +15,7 @@ use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
 use crate::kinds::BuildContext;
 
 use crate::common::redis::{Connector, EntryFormat, EntryWriter, RedisUrl};
-use crate::template::Template;
+use crate::template::{Destination, Template};
 
 /// `[sinks.NAME]` with `type = "redis_stream"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,8 +24,13 @@ pub struct RedisStreamConfig {
     /// `redis://host:port/db`.
     pub url: RedisUrl,
     /// The stream: fixed (`"events"`) or a template (`"client:{key}"`,
-    /// `"orders-{field.region}"`, `"{header.stream}"`).
-    pub stream: Template,
+    /// `"orders-{field.region}"`, `"{header.stream}"`, `"copy:{origin.topic}"`).
+    /// With `stream_map`, the fallback for records no entry matches.
+    pub stream: Option<Template>,
+    /// Streams by the record's origin: `[{ match = "device:*", stream =
+    /// "devices" }, …]`; the first match wins, in the order written.
+    #[serde(default)]
+    pub stream_map: Vec<crate::template::MapEntry>,
     /// Trim each stream to about this many entries (`MAXLEN ~`).
     pub maxlen: Option<u64>,
     /// `fields`: key, value, headers (and the timestamp, if
@@ -66,6 +71,14 @@ impl SinkKind for RedisStreamConfig {
         self.url.resolve_paths(base);
     }
 
+    fn problems(&self, at: &str) -> Vec<String> {
+        if self.stream.is_none() && self.stream_map.is_empty() {
+            vec![format!("{at}: set `stream`, `stream_map`, or both")]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
         let sink = RedisStreamSink::new(name, self)
             .with_context(|| format!("cannot create sinks.{name}"))?;
@@ -76,7 +89,7 @@ impl SinkKind for RedisStreamConfig {
 pub(super) struct RedisStreamSink {
     name: String,
     conn: Connector,
-    stream: Template,
+    stream: Destination,
     maxlen: Option<u64>,
     writer: EntryWriter,
 }
@@ -90,7 +103,7 @@ impl RedisStreamSink {
                 &format!("sinks.{name}"),
                 Duration::from_secs(10),
             )?,
-            stream: config.stream.clone(),
+            stream: Destination::new(config.stream_map.clone(), config.stream.clone()),
             maxlen: config.maxlen,
             writer: config.writer(),
         })

@@ -126,7 +126,6 @@
 //! Plugins run sandboxed: no files, network, environment or clock beyond what
 //! WASI gives every component, under a memory cap and a time budget per batch.
 
-mod glob;
 pub mod log;
 mod outcome;
 mod output;
@@ -141,15 +140,14 @@ pub mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use glob::glob_match;
 pub use outcome::Error;
 pub use output::{Emit, Output};
 pub use plugin::{Filter, NoConfig, Transform, parse_config, run_filter, run_transform};
-pub use sluice_format::json;
 pub use sluice_format::{
     DEFAULT_PORT, FLAG_HAS_KEY, FLAG_NULL_VALUE, FilterOutcome, FlatBatch, InitError, LayoutError,
     Origin, Position, Record, RecordError, TransformOutcome,
 };
+pub use sluice_format::{glob_match, json};
 pub use sluice_sdk_macros::{export_filter, export_join, export_transform, filter, transform};
 
 /// What a `#[filter]` function may return: `bool` or `Result<bool, E>`.

@@ -84,7 +84,7 @@ impl Completion {
 /// pending and are re-read at the next start).
 pub(super) async fn run(
     mut conn: Connector,
-    group: String,
+    (group, on_ack): (String, super::OnAck),
     mut rx: mpsc::UnboundedReceiver<Completion>,
     in_flight: Arc<Mutex<InFlight>>,
     acked: Counter,
@@ -132,10 +132,13 @@ pub(super) async fn run(
         }
         let mut pipe = redis::pipe();
         for c in &queue {
-            pipe.cmd("XACK")
-                .arg(&c.stream)
-                .arg(&group)
-                .arg(c.ids.iter().map(ToString::to_string).collect::<Vec<_>>());
+            let ids: Vec<String> = c.ids.iter().map(ToString::to_string).collect();
+            pipe.cmd("XACK").arg(&c.stream).arg(&group).arg(&ids);
+            // After the XACK, in the same round trip; a retry after a
+            // failure repeats both, which is harmless (0 acked, 0 deleted).
+            if on_ack == super::OnAck::Xdel {
+                pipe.cmd("XDEL").arg(&c.stream).arg(&ids);
+            }
         }
         let result = match conn.get().await {
             Ok(mut c) => pipe.query_async::<Vec<Value>>(&mut c).await,

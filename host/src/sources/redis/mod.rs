@@ -44,8 +44,14 @@ pub struct RedisSourceConfig {
     #[serde(default)]
     pub streams: Vec<String>,
     /// Also read every stream whose key matches this glob (`SCAN MATCH`).
+    /// Kept for older configs; `patterns` takes several.
     pub pattern: Option<String>,
-    /// How often `pattern` is scanned for new streams.
+    /// Also read every stream whose key matches one of these globs
+    /// (`["*-stream", "device:*:stream"]`); streams matching none are
+    /// never read.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// How often the patterns are scanned for new streams.
     #[serde(default = "crate::config::defaults::redis_source_discover_interval")]
     pub discover_interval: HumanDuration,
     /// The consumer group.
@@ -76,6 +82,21 @@ pub struct RedisSourceConfig {
     /// The entry field that holds the timestamp (ms since the epoch).
     /// Unset: the time in the entry id.
     pub timestamp_field: Option<String>,
+    /// What happens to an entry once every sink has it: `keep` (XACK only)
+    /// or `xdel` (XACK, then delete it from the stream).
+    #[serde(default)]
+    pub on_ack: OnAck,
+}
+
+/// What happens to an entry once every sink has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAck {
+    /// XACK; the entry stays in the stream.
+    #[default]
+    Keep,
+    /// XACK, then XDEL: the stream holds only what is not delivered yet.
+    Xdel,
 }
 
 /// Where a newly created group starts reading.
@@ -103,8 +124,13 @@ impl SourceKind for RedisSourceConfig {
         if self.batch_size == 0 {
             p.push(format!("{at}.batch_size: must be at least 1"));
         }
-        if self.streams.is_empty() && self.pattern.is_none() {
-            p.push(format!("{at}: set `streams`, `pattern`, or both"));
+        if self.streams.is_empty() && self.all_patterns().next().is_none() {
+            p.push(format!("{at}: set `streams`, `patterns`, or both"));
+        }
+        for (i, pattern) in self.patterns.iter().enumerate() {
+            if pattern.is_empty() {
+                p.push(format!("{at}.patterns[{i}]: must not be empty"));
+            }
         }
         if self.group.is_empty() {
             p.push(format!("{at}.group: must not be empty"));
@@ -116,7 +142,7 @@ impl SourceKind for RedisSourceConfig {
     }
 
     fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
-        tracing::info!(source = %name, streams = ?self.streams, pattern = ?self.pattern, group = %self.group, "Redis streams source.");
+        tracing::info!(source = %name, streams = ?self.streams, patterns = ?self.all_patterns().collect::<Vec<_>>(), group = %self.group, "Redis streams source.");
     }
 
     fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
@@ -129,6 +155,11 @@ impl SourceKind for RedisSourceConfig {
 }
 
 impl RedisSourceConfig {
+    /// `pattern` and `patterns`, together.
+    fn all_patterns(&self) -> impl Iterator<Item = &String> {
+        self.pattern.iter().chain(&self.patterns)
+    }
+
     fn consumer_name(&self) -> String {
         self.consumer
             .clone()
@@ -203,7 +234,7 @@ impl Source for RedisSource {
                 &format!("sources.{} (acks)", self.name),
                 Duration::from_secs(5),
             )?,
-            self.config.group.clone(),
+            (self.config.group.clone(), self.config.on_ack),
             done_rx,
             Arc::clone(&in_flight),
             self.acked.clone(),
@@ -228,7 +259,7 @@ impl Source for RedisSource {
             next_claim: Instant::now() + self.config.claim_idle.0 / 2,
             resync: true,
         };
-        tracing::info!(source = %self.name, streams = ?self.config.streams, pattern = ?self.config.pattern, group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
+        tracing::info!(source = %self.name, streams = ?self.config.streams, patterns = ?self.config.all_patterns().collect::<Vec<_>>(), group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
         loop {
             let step = self.step(&mut reader, &out);
             tokio::select! {
@@ -261,7 +292,7 @@ impl RedisSource {
     async fn step(&self, r: &mut Reader, out: &SourceOutput) -> Result<(), redis::RedisError> {
         let mut conn = r.conn.get().await?;
         let now = Instant::now();
-        if self.config.pattern.is_some() && now >= r.next_discovery {
+        if self.config.all_patterns().next().is_some() && now >= r.next_discovery {
             self.discover(&mut conn, r).await?;
             r.next_discovery = now + self.config.discover_interval.0;
         }
@@ -308,11 +339,13 @@ impl RedisSource {
             }
         } else {
             // Wake up in time for the next discovery or claim.
-            let until = r.next_claim.min(if self.config.pattern.is_some() {
-                r.next_discovery
-            } else {
-                r.next_claim
-            });
+            let until = r
+                .next_claim
+                .min(if self.config.all_patterns().next().is_some() {
+                    r.next_discovery
+                } else {
+                    r.next_claim
+                });
             let wait = until
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), self.config.block.0);
@@ -387,9 +420,18 @@ impl RedisSource {
         conn: &mut redis::aio::MultiplexedConnection,
         r: &mut Reader,
     ) -> Result<(), redis::RedisError> {
-        let Some(pattern) = &self.config.pattern else {
-            return Ok(());
-        };
+        for pattern in self.config.all_patterns() {
+            self.discover_one(conn, r, pattern).await?;
+        }
+        Ok(())
+    }
+
+    async fn discover_one(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        r: &mut Reader,
+        pattern: &str,
+    ) -> Result<(), redis::RedisError> {
         let mut cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

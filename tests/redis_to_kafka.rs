@@ -1,0 +1,216 @@
+//! Redis → Kafka sync (part of issue #14): streams found by several
+//! patterns while running, mapped to topics by glob (first match wins, then
+//! the fallback), keyed by a template, order kept per stream; a stream
+//! matching no pattern is never read.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::consume;
+use common::redis::{RedisServer, pending, xadd};
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(url: &str) -> String {
+    format!(
+        r#"
+[sources.streams]
+type = "redis"
+url = "{url}"
+patterns = ["*-stream", "device:*:stream"]
+discover_interval = "200ms"
+block = "100ms"
+group = "sync"
+key_field = "device_id"
+
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "embedded"
+topic_map = [
+    {{ match = "device:*:stream", topic = "device-data-topic" }},
+    {{ match = "*-stream", topic = "default-stream-topic" }},
+    {{ match = "never", topic = "copy-{{origin.topic}}" }},
+]
+topic = "default-sync-topic"
+key = "{{origin.topic}}"
+
+[routes.sync]
+from = "streams"
+to = ["kafka"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_found_by_patterns_land_in_their_mapped_topics_in_order() {
+    let redis = RedisServer::start();
+    let mut c = redis.conn();
+    xadd(&mut c, "orders-stream", &[("n", "0")]);
+    let running = start(&config(&redis.url()), &workspace()).await;
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    // Created after start: each pattern's, and one matching none.
+    for i in 1..4 {
+        xadd(&mut c, "orders-stream", &[("n", &i.to_string())]);
+        xadd(
+            &mut c,
+            "device:7:stream",
+            &[("n", &i.to_string()), ("device_id", "7")],
+        );
+        xadd(&mut c, "unrelated", &[("n", &i.to_string())]);
+    }
+    let default = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "default-stream-topic", 4, WAIT)
+    })
+    .await
+    .unwrap();
+    let devices = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "device-data-topic", 3, WAIT)
+    })
+    .await
+    .unwrap();
+    let ns = |recs: &[common::kafka::Rec]| -> Vec<String> {
+        recs.iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["n"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // Each stream's entries, in order (one key per stream: one partition).
+    assert_eq!(ns(&default), ["0", "1", "2", "3"]);
+    assert_eq!(ns(&devices), ["1", "2", "3"]);
+    assert!(
+        default
+            .iter()
+            .all(|r| r.key.as_deref() == Some("orders-stream"))
+    );
+    assert!(
+        devices
+            .iter()
+            .all(|r| r.key.as_deref() == Some("device:7:stream"))
+    );
+    // The stream that matches no pattern was never read: no group on it.
+    assert!(
+        eventually(WAIT, || pending(&mut c, "orders-stream", "sync") == 0).await,
+        "acknowledged after Kafka had them"
+    );
+    let groups: ::redis::Value = ::redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg("unrelated")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        groups,
+        ::redis::Value::Array(vec![]),
+        "no group on `unrelated`"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_map_without_a_fallback_or_a_topic_is_refused_and_origin_placeholders_parse() {
+    let base = std::path::Path::new(".");
+    let text = |sink: &str| {
+        format!(
+            r#"
+            [sources.in]
+            type = "http"
+            [sinks.out]
+            type = "kafka"
+            bootstrap_servers = "embedded"
+            {sink}
+            [routes.r]
+            from = "in"
+            to = ["out"]
+            "#
+        )
+    };
+    let err = sluice::config::Config::parse(&text(""), base, |_| None).unwrap_err();
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| p.contains("sinks.out: set `topic`, `topic_map`, or both")),
+        "{err}"
+    );
+    let err = sluice::config::Config::parse(&text(r#"topic = "x-{origin.nope}""#), base, |_| None)
+        .unwrap_err();
+    assert!(err.to_string().contains("{origin.topic}"), "{err}");
+    sluice::config::Config::parse(
+        &text(r#"topic_map = [{ match = "a*", topic = "{origin.topic}-{origin.partition}" }]"#),
+        base,
+        |_| None,
+    )
+    .unwrap();
+}
+
+/// A stream → Kafka route on `bootstrap`, deleting entries once delivered.
+fn xdel_config(url: &str, bootstrap: &str) -> String {
+    format!(
+        r#"
+[sources.s]
+type = "redis"
+url = "{url}"
+streams = ["jobs-stream"]
+group = "sync"
+consumer = "one"
+block = "100ms"
+on_ack = "xdel"
+
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "jobs"
+delivery_timeout = "1s"
+
+[routes.r]
+from = "s"
+to = ["kafka"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_ack_xdel_deletes_an_entry_only_after_kafka_has_it() {
+    let redis = RedisServer::start();
+    let mut c = redis.conn();
+    for i in 0..3 {
+        xadd(&mut c, "jobs-stream", &[("n", &i.to_string())]);
+    }
+    let xlen = |c: &mut ::redis::Connection| -> usize {
+        ::redis::cmd("XLEN").arg("jobs-stream").query(c).unwrap()
+    };
+    // No broker: the deliveries fail, and every entry stays, pending.
+    let running = start(&xdel_config(&redis.url(), "127.0.0.1:1"), &workspace()).await;
+    assert!(eventually(WAIT, || pending(&mut c, "jobs-stream", "sync") == 3).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(xlen(&mut c), 3, "nothing deleted before Kafka had it");
+    running.shutdown().await.unwrap();
+
+    // With a broker, the same consumer re-reads its pending entries,
+    // delivers them, and only then are they deleted.
+    let broker = sluice::common::kafka::EmbeddedKafka::start().unwrap();
+    broker.create_topic("jobs", 1).unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let running = start(&xdel_config(&redis.url(), &bootstrap), &workspace()).await;
+    let got = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "jobs", 3, WAIT)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(
+        eventually(WAIT, || xlen(&mut c) == 0).await,
+        "deleted once delivered"
+    );
+    assert_eq!(pending(&mut c, "jobs-stream", "sync"), 0);
+    running.shutdown().await.unwrap();
+}
