@@ -214,3 +214,81 @@ async fn on_ack_xdel_deletes_an_entry_only_after_kafka_has_it() {
     assert_eq!(pending(&mut c, "jobs-stream", "sync"), 0);
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_to_kafka_example_syncs_mapped_streams_and_direct_messages() {
+    init_logging();
+    let redis = RedisServer::start();
+    let mut c = redis.conn();
+    let path = workspace().join("examples").join("redis-to-kafka.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let url = redis.url();
+    let config = sluice::config::Config::parse(&text, path.parent().unwrap(), |var| {
+        (var == "REDIS_URL").then(|| url.clone())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = sluice::runtime::start_with_listener(config, listener)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    xadd(
+        &mut c,
+        "device:1:stream",
+        &[("device_id", "1"), ("temp", "21.5")],
+    );
+    xadd(&mut c, "orders-stream", &[("order", "7")]);
+    xadd(&mut c, "unrelated", &[("x", "1")]);
+    // A direct message is acknowledged once Redis has it.
+    let (status, body) = post_ndjson(
+        running.addr,
+        "direct",
+        &[serde_json::json!({"key": "d1", "value": {"kind": "direct"}})],
+    )
+    .await;
+    assert_eq!(status, hyper::StatusCode::OK, "{body}");
+    let devices = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "device-data-topic", 1, WAIT)
+    })
+    .await
+    .unwrap();
+    let json = |v: &str| serde_json::from_str::<serde_json::Value>(v).unwrap();
+    assert_eq!(
+        json(&devices[0].value),
+        serde_json::json!({"device_id": "1", "temp": "21.5"})
+    );
+    assert_eq!(devices[0].key.as_deref(), Some("device:1:stream"));
+    let mut others: Vec<serde_json::Value> = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "default-stream-topic", 2, WAIT)
+    })
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| json(&r.value))
+    .collect();
+    others.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        others,
+        [
+            serde_json::json!({"key": "d1", "value": r#"{"kind":"direct"}"#}),
+            serde_json::json!({"order": "7"}),
+        ]
+    );
+    let xlen = |c: &mut ::redis::Connection, s: &str| -> usize {
+        ::redis::cmd("XLEN").arg(s).query(c).unwrap()
+    };
+    for stream in ["device:1:stream", "orders-stream", "direct-stream"] {
+        assert!(
+            eventually(WAIT, || xlen(&mut c, stream) == 0).await,
+            "{stream} cleaned up after Kafka confirmed"
+        );
+    }
+    assert_eq!(
+        xlen(&mut c, "unrelated"),
+        1,
+        "a stream matching no pattern is left alone"
+    );
+    running.shutdown().await.unwrap();
+}
