@@ -292,3 +292,85 @@ async fn the_redis_to_kafka_example_syncs_mapped_streams_and_direct_messages() {
     );
     running.shutdown().await.unwrap();
 }
+
+fn metric(text: &str, name: &str) -> Option<i64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_restart() {
+    let redis = RedisServer::start();
+    let mut c = redis.conn();
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("jobs", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let running = start(&xdel_config(&redis.url(), &bootstrap), &workspace()).await;
+    let addr = running.addr;
+    xadd(&mut c, "jobs-stream", &[("n", "0")]);
+    let first = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "jobs", 1, WAIT)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first.len(), 1, "the broker works before the outage");
+
+    // The broker goes away for longer than delivery_timeout (1 s), while
+    // entries keep arriving.
+    cluster.broker_down(1).unwrap();
+    for i in 1..6 {
+        xadd(&mut c, "jobs-stream", &[("n", &i.to_string())]);
+    }
+    let xlen = |c: &mut ::redis::Connection| -> usize {
+        ::redis::cmd("XLEN").arg("jobs-stream").query(c).unwrap()
+    };
+    let pending_metric = "sluice_redis_pending{source=\"s\",stream=\"jobs-stream\"}";
+    let backlog = eventually_async(WAIT, || async {
+        let (_, text) = get(addr, "/metrics").await;
+        metric(&text, pending_metric) == Some(5)
+    })
+    .await;
+    assert!(
+        backlog,
+        "the pending figure rose to the 5 undelivered entries"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(xlen(&mut c), 5, "nothing deleted during the outage");
+    assert_eq!(
+        pending(&mut c, "jobs-stream", "sync"),
+        5,
+        "nothing acknowledged"
+    );
+
+    cluster.broker_up(1).unwrap();
+    let all = tokio::task::spawn_blocking({
+        let b = bootstrap.clone();
+        move || consume(&b, "jobs", 6, WAIT)
+    })
+    .await
+    .unwrap();
+    let mut ns: Vec<String> = all
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["n"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ns.dedup();
+    assert_eq!(ns, ["0", "1", "2", "3", "4", "5"], "all of them, in order");
+    assert!(
+        eventually(WAIT, || xlen(&mut c) == 0).await,
+        "cleaned up once confirmed"
+    );
+    let drained = eventually_async(WAIT, || async {
+        let (_, text) = get(addr, "/metrics").await;
+        metric(&text, pending_metric) == Some(0)
+    })
+    .await;
+    assert!(drained, "the pending figure fell back to 0");
+    running.shutdown().await.unwrap();
+}

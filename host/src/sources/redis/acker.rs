@@ -87,8 +87,8 @@ pub(super) async fn run(
     (group, on_ack): (String, super::OnAck),
     mut rx: mpsc::UnboundedReceiver<Completion>,
     in_flight: Arc<Mutex<InFlight>>,
-    acked: Counter,
-    failures: Counter,
+    (acked, failures): (Counter, Counter),
+    retry: mpsc::UnboundedSender<String>,
     source: String,
 ) {
     let mut queue: Vec<Completion> = Vec::new();
@@ -116,7 +116,8 @@ pub(super) async fn run(
             Ok(()) => true,
             Err(e) => {
                 failures.add(1);
-                tracing::error!(%source, stream = %c.stream, entries = c.ids.len(), error = %e, "Batch not delivered; its entries stay pending and are claimed again after claim_idle.");
+                tracing::error!(%source, stream = %c.stream, entries = c.ids.len(), error = %e, "Batch not delivered; its entries stay pending and are read again after a backoff.");
+                let _ = retry.send(c.stream.clone());
                 failed.push((std::mem::take(&mut c.stream), std::mem::take(&mut c.ids), c.token));
                 false
             }

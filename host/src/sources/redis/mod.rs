@@ -14,7 +14,7 @@
 
 mod acker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -187,6 +187,8 @@ pub struct RedisSource {
     failures: Counter,
     acked: Counter,
     claimed: Counter,
+    /// For `sluice_redis_pending{source,stream}`.
+    metrics: Metrics,
 }
 
 impl RedisSource {
@@ -206,6 +208,7 @@ impl RedisSource {
             failures: metrics.counter("sluice_source_ack_failures_total", &labels),
             acked: metrics.counter("sluice_redis_acked_total", &labels),
             claimed: metrics.counter("sluice_redis_claimed_total", &labels),
+            metrics: metrics.clone(),
         }
     }
 }
@@ -220,6 +223,53 @@ struct Reader {
     next_claim: Instant,
     /// Set after a failure: re-create groups and re-read pending entries.
     resync: bool,
+    /// Streams whose batches were not delivered, to read again.
+    retry: Retry,
+    /// When the pending counts are read next.
+    next_backlog: Instant,
+}
+
+/// How often each stream's pending count (`XPENDING`) is read for
+/// `sluice_redis_pending`.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Failed deliveries, read again after a backoff (100 ms doubling to 5 s)
+/// instead of waiting for `claim_idle`: while a sink is down (Kafka for
+/// minutes, say) its entries stay pending, never dropped, and are sent
+/// again until the sink takes them.
+struct Retry {
+    rx: mpsc::UnboundedReceiver<String>,
+    streams: BTreeSet<String>,
+    at: Option<Instant>,
+    backoff: crate::common::Backoff,
+    last_failure: Instant,
+}
+
+impl Retry {
+    /// Takes the failures reported since the last call and returns the
+    /// streams whose backoff is over (their pending entries are to be read
+    /// again from the start).
+    fn due(&mut self, now: Instant) -> Vec<String> {
+        while let Ok(stream) = self.rx.try_recv() {
+            self.streams.insert(stream);
+            self.last_failure = now;
+        }
+        if self.streams.is_empty() {
+            // Quiet for a while: the next failure starts from a short wait.
+            if now.saturating_duration_since(self.last_failure) > Duration::from_secs(30) {
+                self.backoff.reset();
+            }
+            return Vec::new();
+        }
+        let at = *self
+            .at
+            .get_or_insert_with(|| now + self.backoff.next_wait());
+        if now < at {
+            return Vec::new();
+        }
+        self.at = None;
+        std::mem::take(&mut self.streams).into_iter().collect()
+    }
 }
 
 #[async_trait]
@@ -228,6 +278,7 @@ impl Source for RedisSource {
         let block = self.config.block.0;
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(acker::run(
             Connector::new(
                 &self.config.url,
@@ -237,8 +288,8 @@ impl Source for RedisSource {
             (self.config.group.clone(), self.config.on_ack),
             done_rx,
             Arc::clone(&in_flight),
-            self.acked.clone(),
-            self.failures.clone(),
+            (self.acked.clone(), self.failures.clone()),
+            retry_tx,
             self.name.clone(),
         ));
         let mut reader = Reader {
@@ -258,6 +309,14 @@ impl Source for RedisSource {
             next_discovery: Instant::now(),
             next_claim: Instant::now() + self.config.claim_idle.0 / 2,
             resync: true,
+            retry: Retry {
+                rx: retry_rx,
+                streams: BTreeSet::new(),
+                at: None,
+                backoff: crate::common::Backoff::default(),
+                last_failure: Instant::now(),
+            },
+            next_backlog: Instant::now(),
         };
         tracing::info!(source = %self.name, streams = ?self.config.streams, patterns = ?self.config.all_patterns().collect::<Vec<_>>(), group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
         loop {
@@ -304,6 +363,16 @@ impl RedisSource {
             }
             r.resync = false;
         }
+        for stream in r.retry.due(now) {
+            if let Some(cursor) = r.cursors.get_mut(&stream) {
+                tracing::info!(source = %self.name, %stream, "Reading again the entries whose delivery failed.");
+                *cursor = Cursor::Pending(EntryId::default());
+            }
+        }
+        if now >= r.next_backlog {
+            self.report_backlog(&mut conn, r).await?;
+            r.next_backlog = now + BACKLOG_INTERVAL;
+        }
         if now >= r.next_claim {
             self.claim(&mut conn, r, out).await?;
             r.next_claim = Instant::now() + self.config.claim_idle.0 / 2;
@@ -345,7 +414,8 @@ impl RedisSource {
                     r.next_discovery
                 } else {
                     r.next_claim
-                });
+                })
+                .min(r.retry.at.unwrap_or(r.next_claim));
             let wait = until
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), self.config.block.0);
@@ -456,6 +526,37 @@ impl RedisSource {
             }
             cursor = next;
         }
+    }
+
+    /// Sets `sluice_redis_pending{source,stream}` to each stream's count of
+    /// entries read but not yet acknowledged (the group's, all consumers):
+    /// the backlog a sink outage builds up.
+    async fn report_backlog(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        r: &Reader,
+    ) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for stream in r.cursors.keys() {
+            pipe.cmd("XPENDING").arg(stream).arg(&self.config.group);
+        }
+        let replies: Vec<Value> = pipe.query_async(conn).await?;
+        for (stream, reply) in r.cursors.keys().zip(replies) {
+            let count = match reply {
+                Value::Array(parts) => match parts.first() {
+                    Some(Value::Int(n)) => *n,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            self.metrics
+                .gauge(
+                    "sluice_redis_pending",
+                    &[("source", &self.name), ("stream", stream)],
+                )
+                .set(count);
+        }
+        Ok(())
     }
 
     /// Takes over entries idle longer than `claim_idle`.
