@@ -324,7 +324,7 @@ to = ["live"]
 only_connected = "missing"
 "#,
     );
-    assert_problem(&p, "sources.nothing: set `streams`, `pattern`, or both");
+    assert_problem(&p, "sources.nothing: set `streams`, `patterns`, or both");
     assert_problem(&p, "sources.nothing.group: must not be empty");
     assert_problem(&p, "sources.nothing.claim_idle: must be at least 100ms");
     assert_problem(

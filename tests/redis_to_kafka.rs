@@ -15,6 +15,14 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `n` records of `topic`, read off the async runtime.
+async fn consumed(bootstrap: &str, topic: &'static str, n: usize) -> Vec<common::kafka::Rec> {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || consume(&bootstrap, topic, n, WAIT))
+        .await
+        .unwrap()
+}
+
 fn config(url: &str) -> String {
     format!(
         r#"
@@ -62,18 +70,8 @@ async fn streams_found_by_patterns_land_in_their_mapped_topics_in_order() {
         );
         xadd(&mut c, "unrelated", &[("n", &i.to_string())]);
     }
-    let default = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "default-stream-topic", 4, WAIT)
-    })
-    .await
-    .unwrap();
-    let devices = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "device-data-topic", 3, WAIT)
-    })
-    .await
-    .unwrap();
+    let default = consumed(&bootstrap, "default-stream-topic", 4).await;
+    let devices = consumed(&bootstrap, "device-data-topic", 3).await;
     let ns = |recs: &[common::kafka::Rec]| -> Vec<String> {
         recs.iter()
             .map(|r| {
@@ -200,12 +198,7 @@ async fn on_ack_xdel_deletes_an_entry_only_after_kafka_has_it() {
     broker.create_topic("jobs", 1).unwrap();
     let bootstrap = broker.bootstrap_servers().to_owned();
     let running = start(&xdel_config(&redis.url(), &bootstrap), &workspace()).await;
-    let got = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "jobs", 3, WAIT)
-    })
-    .await
-    .unwrap();
+    let got = consumed(&bootstrap, "jobs", 3).await;
     assert_eq!(got.len(), 3);
     assert!(
         eventually(WAIT, || xlen(&mut c) == 0).await,
@@ -247,27 +240,18 @@ async fn the_redis_to_kafka_example_syncs_mapped_streams_and_direct_messages() {
     )
     .await;
     assert_eq!(status, hyper::StatusCode::OK, "{body}");
-    let devices = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "device-data-topic", 1, WAIT)
-    })
-    .await
-    .unwrap();
+    let devices = consumed(&bootstrap, "device-data-topic", 1).await;
     let json = |v: &str| serde_json::from_str::<serde_json::Value>(v).unwrap();
     assert_eq!(
         json(&devices[0].value),
         serde_json::json!({"device_id": "1", "temp": "21.5"})
     );
     assert_eq!(devices[0].key.as_deref(), Some("device:1:stream"));
-    let mut others: Vec<serde_json::Value> = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "default-stream-topic", 2, WAIT)
-    })
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| json(&r.value))
-    .collect();
+    let mut others: Vec<serde_json::Value> = consumed(&bootstrap, "default-stream-topic", 2)
+        .await
+        .iter()
+        .map(|r| json(&r.value))
+        .collect();
     others.sort_by_key(|v| v.to_string());
     assert_eq!(
         others,
@@ -309,12 +293,7 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
     let running = start(&xdel_config(&redis.url(), &bootstrap), &workspace()).await;
     let addr = running.addr;
     xadd(&mut c, "jobs-stream", &[("n", "0")]);
-    let first = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "jobs", 1, WAIT)
-    })
-    .await
-    .unwrap();
+    let first = consumed(&bootstrap, "jobs", 1).await;
     assert_eq!(first.len(), 1, "the broker works before the outage");
 
     // The broker goes away for longer than delivery_timeout (1 s), while
@@ -345,12 +324,7 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
     );
 
     cluster.broker_up(1).unwrap();
-    let all = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || consume(&b, "jobs", 6, WAIT)
-    })
-    .await
-    .unwrap();
+    let all = consumed(&bootstrap, "jobs", 6).await;
     let mut ns: Vec<String> = all
         .iter()
         .map(|r| {
