@@ -2,17 +2,25 @@
 //! only what every sink has.
 //!
 //! - Streams are named, or discovered with `SCAN MATCH pattern TYPE stream`
-//!   every `discover_interval`; the group is created (`MKSTREAM`) on each.
+//!   (each of `patterns`) every `discover_interval`; the group is created
+//!   (`MKSTREAM`) on each.
 //! - At start, and after every reconnect, the consumer first re-reads its
 //!   own pending entries (`XREADGROUP … 0`), then reads new ones (`>`).
+//! - A batch that was not delivered is read again from this consumer's
+//!   pending list after a backoff ([`retry`]), until every sink takes it.
 //! - Every `claim_idle / 2`, `XAUTOCLAIM` takes over entries pending longer
-//!   than `claim_idle`: those of dead consumers, and this consumer's own
-//!   failed batches. Entries this process still has in flight are skipped.
+//!   than `claim_idle`: those of dead consumers. Entries this process still
+//!   has in flight are skipped.
 //! - One batch per stream per read, so order per stream holds.
-//! - The [`acker`] XACKs a batch when its last sink acknowledged it, and
-//!   keeps retrying while Redis is away.
+//! - The [`acker`] XACKs a batch when its last sink acknowledged it (and,
+//!   with `on_ack = "xdel"`, deletes its entries), retrying while Redis is
+//!   away.
+//!
+//! Files: `config.rs` (the config and its checks), `acker.rs`, `retry.rs`.
 
 mod acker;
+mod config;
+mod retry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,153 +28,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{BuiltSource, Source, SourceKind, SourceOutput};
-use crate::common::redis::{Connector, Entry, EntryId, EntryMapping, RedisUrl, parse_entries};
-use crate::config::HumanDuration;
-use crate::kinds::BuildContext;
+use super::{Source, SourceOutput};
+use crate::common::redis::{Connector, Entry, EntryId, EntryMapping, parse_entries};
 use crate::metrics::{Counter, Metrics};
 use crate::pipeline::BatchAck;
 use crate::record::{FlatBatch, Origin};
 use crate::shutdown::Shutdown;
 use acker::{Completion, InFlight};
-
-/// `[sources.NAME]` with `type = "redis"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSourceConfig {
-    /// `redis://host:port/db`.
-    pub url: RedisUrl,
-    /// Streams to read.
-    #[serde(default)]
-    pub streams: Vec<String>,
-    /// Also read every stream whose key matches this glob (`SCAN MATCH`).
-    /// Kept for older configs; `patterns` takes several.
-    pub pattern: Option<String>,
-    /// Also read every stream whose key matches one of these globs
-    /// (`["*-stream", "device:*:stream"]`); streams matching none are
-    /// never read.
-    #[serde(default)]
-    pub patterns: Vec<String>,
-    /// How often the patterns are scanned for new streams.
-    #[serde(default = "crate::config::defaults::redis_source_discover_interval")]
-    pub discover_interval: HumanDuration,
-    /// The consumer group.
-    pub group: String,
-    /// This member's name in the group. Keep it stable across restarts (its
-    /// pending entries are re-read at start) and unique per instance.
-    /// Default: `$HOSTNAME`, else `sluice`.
-    pub consumer: Option<String>,
-    /// Where a newly created group starts: `earliest` (the whole stream) or
-    /// `latest` (entries added from now on).
-    #[serde(default)]
-    pub start: GroupStart,
-    /// The most entries read per stream per read.
-    #[serde(default = "crate::config::defaults::redis_source_batch_size")]
-    pub batch_size: usize,
-    /// How long one read waits for new entries.
-    #[serde(default = "crate::config::defaults::redis_source_block")]
-    pub block: HumanDuration,
-    /// Entries pending this long are claimed (`XAUTOCLAIM`) and processed
-    /// again: those of consumers that died, and this one's failed batches.
-    #[serde(default = "crate::config::defaults::redis_source_claim_idle")]
-    pub claim_idle: HumanDuration,
-    /// The entry field that becomes the record value; the other fields
-    /// become headers. Unset: the whole entry becomes a JSON object.
-    pub value_field: Option<String>,
-    /// The entry field that becomes the record key.
-    pub key_field: Option<String>,
-    /// The entry field that holds the timestamp (ms since the epoch).
-    /// Unset: the time in the entry id.
-    pub timestamp_field: Option<String>,
-    /// What happens to an entry once every sink has it: `keep` (XACK only)
-    /// or `xdel` (XACK, then delete it from the stream).
-    #[serde(default)]
-    pub on_ack: OnAck,
-}
-
-/// What happens to an entry once every sink has it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnAck {
-    /// XACK; the entry stays in the stream.
-    #[default]
-    Keep,
-    /// XACK, then XDEL: the stream holds only what is not delivered yet.
-    Xdel,
-}
-
-/// Where a newly created group starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupStart {
-    /// From the first entry (`XGROUP CREATE … 0`).
-    #[default]
-    Earliest,
-    /// After the last entry (`XGROUP CREATE … $`).
-    Latest,
-}
-
-impl SourceKind for RedisSourceConfig {
-    fn type_name() -> &'static str {
-        "redis"
-    }
-
-    fn resolve_paths(&mut self, base: &std::path::Path) {
-        self.url.resolve_paths(base);
-    }
-
-    fn problems(&self, at: &str) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.batch_size == 0 {
-            p.push(format!("{at}.batch_size: must be at least 1"));
-        }
-        if self.streams.is_empty() && self.all_patterns().next().is_none() {
-            p.push(format!("{at}: set `streams`, `patterns`, or both"));
-        }
-        for (i, pattern) in self.patterns.iter().enumerate() {
-            if pattern.is_empty() {
-                p.push(format!("{at}.patterns[{i}]: must not be empty"));
-            }
-        }
-        if self.group.is_empty() {
-            p.push(format!("{at}.group: must not be empty"));
-        }
-        if self.claim_idle.0 < Duration::from_millis(100) {
-            p.push(format!("{at}.claim_idle: must be at least 100ms"));
-        }
-        p
-    }
-
-    fn announce(&self, name: &str, _addr: std::net::SocketAddr) {
-        tracing::info!(source = %name, streams = ?self.streams, patterns = ?self.all_patterns().collect::<Vec<_>>(), group = %self.group, "Redis streams source.");
-    }
-
-    fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
-        Ok(BuiltSource::plain(RedisSource::new(
-            name,
-            self.clone(),
-            cx.metrics,
-        )))
-    }
-}
-
-impl RedisSourceConfig {
-    /// `pattern` and `patterns`, together.
-    fn all_patterns(&self) -> impl Iterator<Item = &String> {
-        self.pattern.iter().chain(&self.patterns)
-    }
-
-    fn consumer_name(&self) -> String {
-        self.consumer
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| "sluice".into())
-    }
-}
+pub use config::{GroupStart, OnAck, RedisSourceConfig};
+use retry::Retry;
 
 /// Where a stream is being read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,45 +105,6 @@ struct Reader {
 /// How often each stream's pending count (`XPENDING`) is read for
 /// `sluice_redis_pending`.
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Failed deliveries, read again after a backoff (100 ms doubling to 5 s)
-/// instead of waiting for `claim_idle`: while a sink is down (Kafka for
-/// minutes, say) its entries stay pending, never dropped, and are sent
-/// again until the sink takes them.
-struct Retry {
-    rx: mpsc::UnboundedReceiver<String>,
-    streams: BTreeSet<String>,
-    at: Option<Instant>,
-    backoff: crate::common::Backoff,
-    last_failure: Instant,
-}
-
-impl Retry {
-    /// Takes the failures reported since the last call and returns the
-    /// streams whose backoff is over (their pending entries are to be read
-    /// again from the start).
-    fn due(&mut self, now: Instant) -> Vec<String> {
-        while let Ok(stream) = self.rx.try_recv() {
-            self.streams.insert(stream);
-            self.last_failure = now;
-        }
-        if self.streams.is_empty() {
-            // Quiet for a while: the next failure starts from a short wait.
-            if now.saturating_duration_since(self.last_failure) > Duration::from_secs(30) {
-                self.backoff.reset();
-            }
-            return Vec::new();
-        }
-        let at = *self
-            .at
-            .get_or_insert_with(|| now + self.backoff.next_wait());
-        if now < at {
-            return Vec::new();
-        }
-        self.at = None;
-        std::mem::take(&mut self.streams).into_iter().collect()
-    }
-}
 
 #[async_trait]
 impl Source for RedisSource {
