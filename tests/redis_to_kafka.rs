@@ -348,3 +348,126 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
     assert!(drained, "the pending figure fell back to 0");
     running.shutdown().await.unwrap();
 }
+
+/// `sluice run` on `config` (written to `dir`), its log discarded.
+fn spawn_sluice(dir: &std::path::Path, config: &str) -> KillOnDrop {
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_killed_during_a_kafka_outage_delivers_everything_after_a_restart() {
+    let redis = RedisServer::start();
+    let mut c = redis.conn();
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("jobs", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::redis::free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n{}",
+        xdel_config(&redis.url(), &bootstrap)
+    );
+    cluster.broker_down(1).unwrap();
+    let sluice = spawn_sluice(dir.path(), &config);
+    for i in 0..5 {
+        xadd(&mut c, "jobs-stream", &[("n", &i.to_string())]);
+    }
+    assert!(
+        eventually(WAIT, || pending(&mut c, "jobs-stream", "sync") == 5).await,
+        "read, and held pending while Kafka is down"
+    );
+    // SIGKILL: nothing is flushed, nothing acknowledged.
+    drop(sluice);
+    cluster.broker_up(1).unwrap();
+    let _sluice = spawn_sluice(dir.path(), &config);
+    let got = consumed(&bootstrap, "jobs", 5).await;
+    let mut ns: Vec<String> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["n"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ns.dedup();
+    assert_eq!(
+        ns,
+        ["0", "1", "2", "3", "4"],
+        "every entry, after the restart"
+    );
+    let xlen = |c: &mut ::redis::Connection| -> usize {
+        ::redis::cmd("XLEN").arg("jobs-stream").query(c).unwrap()
+    };
+    assert!(
+        eventually(WAIT, || xlen(&mut c) == 0).await,
+        "cleaned up once confirmed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_is_accepted_while_kafka_is_down_and_reaches_it_after() {
+    let redis = RedisServer::start();
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("direct-out", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let config = format!(
+        r#"
+[sources.direct]
+type = "http"
+[sinks.cache]
+type = "redis_stream"
+url = "{url}"
+stream = "direct-stream"
+[routes.cache]
+from = "direct"
+to = ["cache"]
+
+[sources.streams]
+type = "redis"
+url = "{url}"
+patterns = ["direct-*"]
+discover_interval = "200ms"
+block = "100ms"
+group = "sync"
+on_ack = "xdel"
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+topic = "direct-out"
+delivery_timeout = "1s"
+[routes.sync]
+from = "streams"
+to = ["kafka"]
+"#,
+        url = redis.url()
+    );
+    cluster.broker_down(1).unwrap();
+    let running = start(&config, &workspace()).await;
+    let (status, body) = post_ndjson(
+        running.addr,
+        "direct",
+        &[serde_json::json!({"key": "d1", "value": "cached first"})],
+    )
+    .await;
+    assert_eq!(status, hyper::StatusCode::OK, "durable in Redis: {body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.broker_up(1).unwrap();
+    let got = consumed(&bootstrap, "direct-out", 1).await;
+    let entry = serde_json::from_str::<serde_json::Value>(&got[0].value).unwrap();
+    assert_eq!(
+        entry,
+        serde_json::json!({"key": "d1", "value": "cached first"})
+    );
+    running.shutdown().await.unwrap();
+}
