@@ -128,7 +128,6 @@ async fn records_flow_over_tls_with_an_acl_user_and_bad_credentials_fail_clearly
     running.shutdown().await.unwrap();
 
     // A wrong password: the delivery fails, saying why, and nothing is written.
-    let dir = tempfile::tempdir().unwrap();
     let url = table(
         redis.tls_port,
         &format!(
@@ -136,43 +135,51 @@ async fn records_flow_over_tls_with_an_acl_user_and_bad_credentials_fail_clearly
             ca.display()
         ),
     );
-    let running = start(&config(&url, "tls-wrong"), dir.path()).await;
-    let (status, body) = post_ndjson(running.addr, "in", &lines[..1]).await;
+    let (status, body) = post_one(&redis, &url, "tls-wrong").await;
     assert_ne!(status, StatusCode::OK);
     assert!(
         body.to_lowercase().contains("authentication failed"),
         "{body}"
     );
     assert!(!body.contains(PASSWORD), "the password leaked: {body}");
-    running.shutdown().await.unwrap();
-    assert!(xrange(&mut redis.server.conn(), "tls-wrong").is_empty());
 
     // A certificate from a CA Sluice was not told to trust.
-    let dir = tempfile::tempdir().unwrap();
     let url = table(redis.tls_port, &format!(r#"password = "{PASSWORD}""#));
-    let running = start(&config(&url, "tls-untrusted"), dir.path()).await;
-    let (status, body) = post_ndjson(running.addr, "in", &lines[..1]).await;
+    let (status, body) = post_one(&redis, &url, "tls-untrusted").await;
     assert_ne!(status, StatusCode::OK, "{body}");
     assert!(body.to_lowercase().contains("certificate"), "{body}");
-    running.shutdown().await.unwrap();
-    assert!(xrange(&mut redis.server.conn(), "tls-untrusted").is_empty());
 
     // Unless verification is skipped, explicitly.
-    let dir = tempfile::tempdir().unwrap();
     let url = table(
         redis.tls_port,
         &format!(r#"password = "{PASSWORD}", insecure_skip_verify = true"#),
     );
-    let running = start(&config(&url, "tls-insecure"), dir.path()).await;
-    let (status, body) = post_ndjson(running.addr, "in", &lines[..1]).await;
+    let (status, body) = post_one(&redis, &url, "tls-insecure").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    running.shutdown().await.unwrap();
-    assert_eq!(xrange(&mut redis.server.conn(), "tls-insecure").len(), 1);
 }
 
-#[test]
-fn a_password_in_a_url_is_shown_nowhere_in_config_errors() {
-    let problems = match sluice::config::Config::parse(
+/// Runs [`config`] with `url` writing to `stream`, posts one record and
+/// stops again. Returns the ingest answer; checks that `stream` holds the
+/// record exactly when the answer was 200.
+async fn post_one(redis: &TlsRedis, url: &str, stream: &str) -> (StatusCode, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&config(url, stream), dir.path()).await;
+    let answer = post_ndjson(running.addr, "in", &[json!({"key": "k", "value": 1})]).await;
+    running.shutdown().await.unwrap();
+    let written = xrange(&mut redis.server.conn(), stream).len();
+    assert_eq!(
+        written,
+        usize::from(answer.0 == StatusCode::OK),
+        "{stream}: {}",
+        answer.1
+    );
+    answer
+}
+
+/// An http source writing to one `redis_stream` sink whose url holds a
+/// password; `extra` goes into the sink's table.
+fn password_config(extra: &str) -> String {
+    format!(
         r#"
         [sources.in]
         type = "http"
@@ -180,35 +187,24 @@ fn a_password_in_a_url_is_shown_nowhere_in_config_errors() {
         type = "redis_stream"
         url = "redis://sluice:hunter2-secret@localhost:6379/0"
         stream = "x"
-        bogus = 1
+        {extra}
         [routes.r]
         from = "in"
         to = ["s"]
-        "#,
-        Path::new("."),
-        |_| None,
-    ) {
+        "#
+    )
+}
+
+#[test]
+fn a_password_in_a_url_is_shown_nowhere_in_config_errors() {
+    let parse = |text: &str| sluice::config::Config::parse(text, Path::new("."), |_| None);
+    let problems = match parse(&password_config("bogus = 1")) {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     };
     assert!(problems.contains("sinks.s.bogus"), "{problems}");
     assert!(!problems.contains("hunter2-secret"), "{problems}");
-    let ok = sluice::config::Config::parse(
-        r#"
-        [sources.in]
-        type = "http"
-        [sinks.s]
-        type = "redis_stream"
-        url = "redis://sluice:hunter2-secret@localhost:6379/0"
-        stream = "x"
-        [routes.r]
-        from = "in"
-        to = ["s"]
-        "#,
-        Path::new("."),
-        |_| None,
-    )
-    .unwrap();
+    let ok = parse(&password_config("")).unwrap();
     assert!(
         !format!("{ok:?}").contains("hunter2-secret"),
         "the config's Debug"
