@@ -41,11 +41,7 @@ async fn run_serves_until_sigterm_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     // Find a free port, then hand it to the process through the
     // SLUICE_LISTEN convention every example uses.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::redis::free_port();
     let config = dir.path().join("sluice.toml");
     std::fs::write(
         &config,
@@ -163,11 +159,7 @@ async fn no_secret_reaches_the_log_at_debug_level() {
         "admin-tok-8f5",
     ];
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::redis::free_port();
     let config = dir.path().join("sluice.toml");
     // Redis and Kafka on ports nothing listens on: their failures are
     // logged, with the URLs and settings that hold the secrets.
