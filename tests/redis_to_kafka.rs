@@ -120,6 +120,123 @@ async fn streams_found_by_patterns_land_in_their_mapped_topics_in_order() {
     running.shutdown().await.unwrap();
 }
 
+/// A synchronous connection to database `db`.
+fn conn_in(redis: &RedisServer, db: u32) -> ::redis::Connection {
+    ::redis::Client::open(format!("{}/{db}", redis.url()))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listed_database_is_discovered_and_read_and_the_origin_names_it() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let config = format!(
+        r#"
+[sources.streams]
+type = "redis"
+url = "{url}/9"
+databases = "1-2,4"
+patterns = ["*-stream"]
+discover_interval = "200ms"
+block = "100ms"
+group = "sync"
+
+[sinks.kafka]
+type = "kafka"
+bootstrap_servers = "embedded"
+topic = "all"
+key = "{{origin.db}}/{{origin.topic}}"
+
+[routes.sync]
+from = "streams"
+to = ["kafka"]
+"#
+    );
+    let running = start(&config, &workspace()).await;
+    let bootstrap = running.embedded_kafka().unwrap().to_owned();
+    // The same stream name in every database, found while running; 0, 3
+    // and 9 (the URL's) are not listed.
+    for db in 0..5 {
+        let mut c = conn_in(&redis, db);
+        for i in 0..2 {
+            xadd(&mut c, "orders-stream", &[("n", &format!("{db}.{i}"))]);
+        }
+    }
+    xadd(&mut conn_in(&redis, 9), "orders-stream", &[("n", "9.0")]);
+    let got = consumed(&bootstrap, "all", 6).await;
+    let mut seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| (r.key.clone().unwrap(), ns(std::slice::from_ref(r)).remove(0)))
+        .collect();
+    // Order holds per database's stream.
+    for db in ["1", "2", "4"] {
+        let of_db: Vec<&str> = seen
+            .iter()
+            .filter(|(k, _)| k == &format!("{db}/orders-stream"))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        assert_eq!(of_db, [format!("{db}.0"), format!("{db}.1")], "{got:?}");
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    for db in [1, 2, 4] {
+        let mut c = conn_in(&redis, db);
+        assert!(
+            eventually(WAIT, || pending(&mut c, "orders-stream", "sync") == 0).await,
+            "database {db}: acknowledged in its own database"
+        );
+    }
+    for db in [0, 3, 9] {
+        let groups: ::redis::Value = ::redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg("orders-stream")
+            .query(&mut conn_in(&redis, db))
+            .unwrap();
+        assert_eq!(groups, ::redis::Value::Array(vec![]), "database {db} is not read");
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[test]
+fn malformed_database_lists_are_refused_with_the_forms_that_work() {
+    let base = std::path::Path::new(".");
+    for (databases, reason) in [
+        (r#""3-1""#, "runs backwards"),
+        (r#""0-x""#, "`x` is not a database number"),
+        (r#""0-99999""#, "more than 1024 databases"),
+        ("[]", "name at least one database"),
+    ] {
+        let text = format!(
+            r#"
+            [sources.in]
+            type = "redis"
+            url = "redis://127.0.0.1:1"
+            streams = ["s"]
+            group = "g"
+            databases = {databases}
+            [sinks.out]
+            type = "stdout"
+            [routes.r]
+            from = "in"
+            to = ["out"]
+            "#
+        );
+        let err = sluice::config::Config::parse(&text, base, |_| None).unwrap_err();
+        assert!(
+            err.to_string().contains(reason) && err.to_string().contains("sources.in.databases"),
+            "{databases}: {err}"
+        );
+    }
+    for ok in [r#""0-15""#, r#""0,3,5-7""#, "[0, 3]", "4"] {
+        let text = format!(
+            "[sources.in]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1\"\nstreams = [\"s\"]\ngroup = \"g\"\ndatabases = {ok}\n[sinks.out]\ntype = \"stdout\"\n[routes.r]\nfrom = \"in\"\nto = [\"out\"]\n"
+        );
+        sluice::config::Config::parse(&text, base, |_| None).unwrap();
+    }
+}
+
 #[test]
 fn a_map_without_a_fallback_or_a_topic_is_refused_and_origin_placeholders_parse() {
     let base = std::path::Path::new(".");
@@ -240,6 +357,9 @@ async fn the_redis_to_kafka_example_syncs_mapped_streams_and_direct_messages() {
     );
     xadd(&mut c, "orders-stream", &[("order", "7")]);
     xadd(&mut c, "unrelated", &[("x", "1")]);
+    // The example reads databases 0-15.
+    let mut db15 = conn_in(&redis, 15);
+    xadd(&mut db15, "device:2:stream", &[("device_id", "2")]);
     // A direct message is acknowledged once Redis has it.
     let (status, body) = post_ndjson(
         running.addr,
@@ -248,13 +368,22 @@ async fn the_redis_to_kafka_example_syncs_mapped_streams_and_direct_messages() {
     )
     .await;
     assert_eq!(status, hyper::StatusCode::OK, "{body}");
-    let devices = consumed(&bootstrap, "device-data-topic", 1).await;
+    let mut devices = consumed(&bootstrap, "device-data-topic", 2).await;
+    devices.sort_by(|a, b| a.key.cmp(&b.key));
     let json = |v: &str| serde_json::from_str::<serde_json::Value>(v).unwrap();
     assert_eq!(
         json(&devices[0].value),
         serde_json::json!({"device_id": "1", "temp": "21.5"})
     );
     assert_eq!(devices[0].key.as_deref(), Some("device:1:stream"));
+    assert_eq!(
+        json(&devices[1].value),
+        serde_json::json!({"device_id": "2"})
+    );
+    assert!(
+        eventually(WAIT, || xlen(&mut db15, "device:2:stream") == 0).await,
+        "cleaned up in its own database"
+    );
     let mut others: Vec<serde_json::Value> = consumed(&bootstrap, "default-stream-topic", 2)
         .await
         .iter()
@@ -307,7 +436,7 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
     for i in 1..6 {
         xadd(&mut c, "jobs-stream", &[("n", &i.to_string())]);
     }
-    let pending_metric = "sluice_redis_pending{source=\"s\",stream=\"jobs-stream\"}";
+    let pending_metric = "sluice_redis_pending{source=\"s\",db=\"0\",stream=\"jobs-stream\"}";
     let backlog = eventually_async(WAIT, || async {
         let (_, text) = get(addr, "/metrics").await;
         metric(&text, pending_metric) == Some(5)

@@ -2,7 +2,7 @@
 //! `"events-{field.region}"` (a top-level JSON field of the value),
 //! `"copy-{origin.topic}"` (where the record came from: `{origin.topic}` is
 //! the Kafka topic or Redis stream, `{origin.partition}` the partition,
-//! `{origin.source}` the source's name).
+//! `{origin.db}` the Redis database, `{origin.source}` the source's name).
 //!
 //! [`Destination`] adds a glob map in front of a template: the first entry
 //! whose pattern matches the record's origin topic names it, else the
@@ -23,6 +23,7 @@ enum Part {
     OriginTopic,
     OriginPartition,
     OriginSource,
+    OriginDb,
 }
 
 /// A parsed template.
@@ -58,11 +59,12 @@ impl Template {
                 "origin.topic" => Part::OriginTopic,
                 "origin.partition" => Part::OriginPartition,
                 "origin.source" => Part::OriginSource,
+                "origin.db" => Part::OriginDb,
                 _ if name.starts_with("header.") && name.len() > 7 => Part::Header(name[7..].to_owned()),
                 _ if name.starts_with("field.") && name.len() > 6 => Part::Field(name[6..].to_owned()),
                 _ => {
                     return Err(format!(
-                        "`{text}`: unknown placeholder `{{{name}}}`; use {{key}}, {{header.NAME}}, {{field.NAME}}, {{origin.topic}}, {{origin.partition}} or {{origin.source}}"
+                        "`{text}`: unknown placeholder `{{{name}}}`; use {{key}}, {{header.NAME}}, {{field.NAME}}, {{origin.topic}}, {{origin.partition}}, {{origin.db}} or {{origin.source}}"
                     ));
                 }
             });
@@ -129,6 +131,10 @@ impl Template {
                     let _ = write!(out, "{}", record.origin().partition);
                 }
                 Part::OriginSource => out.push_str(&record.origin().source),
+                Part::OriginDb => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{}", record.origin().db);
+                }
             }
         }
         Ok(())
@@ -249,7 +255,7 @@ mod tests {
         };
         let map = vec![
             entry("device:*:stream", "devices"),
-            entry("*-stream", "streams-{origin.partition}"),
+            entry("*-stream", "streams-{origin.partition}-{origin.db}"),
             entry("device:*", "never-reached"),
         ];
         let render = |dest: &Destination, topic: &str| {
@@ -257,6 +263,7 @@ mod tests {
                 source: "s".into(),
                 topic: topic.into(),
                 partition: 3,
+                db: 7,
             });
             b.push(Position::default(), None, Some(b"v"), 0, []);
             let mut out = String::new();
@@ -267,7 +274,7 @@ mod tests {
             Some(Template::parse("rest-{origin.topic}").unwrap()),
         );
         assert_eq!(render(&with, "device:1:stream").unwrap(), "devices");
-        assert_eq!(render(&with, "orders-stream").unwrap(), "streams-3");
+        assert_eq!(render(&with, "orders-stream").unwrap(), "streams-3-7");
         assert_eq!(render(&with, "other").unwrap(), "rest-other");
         let without = Destination::new(map, None);
         let err = render(&without, "other").unwrap_err();

@@ -150,6 +150,7 @@ impl Source for GeneratorSource {
                     source: self.name.clone(),
                     topic: self.name.clone(),
                     partition: 0,
+                    db: 0,
                 },
                 n as usize,
                 120,

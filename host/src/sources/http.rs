@@ -169,6 +169,7 @@ impl IngestHandle {
             source: self.name.clone(),
             topic: self.name.clone(),
             partition: 0,
+            db: 0,
         });
         let now = now_millis();
         for (i, r) in records.iter().enumerate() {

@@ -306,6 +306,7 @@ fn from_wit(b: types::Batch) -> FlatBatch {
             source: b.origin.source,
             topic: b.origin.topic,
             partition: b.origin.partition,
+            db: 0,
         },
         offsets: b.offsets,
         sequences: b.sequences,

@@ -83,6 +83,7 @@ pub fn batch(records: impl IntoIterator<Item = TestRecord>) -> FlatBatch {
         source: "test".into(),
         topic: "test".into(),
         partition: 0,
+        db: 0,
     });
     for (i, r) in records.into_iter().enumerate() {
         b.push(

@@ -44,7 +44,17 @@ impl Connector {
     /// A connector for `url`. `response_timeout` bounds every request; a
     /// connection used for `BLOCK` reads needs one longer than the block.
     pub fn new(url: &RedisUrl, owner: &str, response_timeout: Duration) -> anyhow::Result<Self> {
-        let client = url.client()?;
+        Self::new_in(url, None, owner, response_timeout)
+    }
+
+    /// [`new`](Self::new), on database `db` instead of the URL's when set.
+    pub fn new_in(
+        url: &RedisUrl,
+        db: Option<u32>,
+        owner: &str,
+        response_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let client = url.client_in(db)?;
         Ok(Self {
             client,
             config: AsyncConnectionConfig::new()
@@ -54,8 +64,16 @@ impl Connector {
             broken: Arc::new(AtomicBool::new(false)),
             backoff: Backoff::default(),
             owner: owner.to_owned(),
-            target: url.to_string(),
+            target: match db {
+                Some(db) => format!("{url} (database {db})"),
+                None => url.to_string(),
+            },
         })
+    }
+
+    /// The database it selects.
+    pub fn db(&self) -> u32 {
+        u32::try_from(self.client.get_connection_info().redis_settings().db()).unwrap_or(0)
     }
 
     /// The connection, connecting first if there is none. Fails (after

@@ -148,6 +148,12 @@ impl RedisUrl {
     /// The client for this target: the URL, with the table's credentials
     /// and TLS files applied.
     pub fn client(&self) -> anyhow::Result<redis::Client> {
+        self.client_in(None)
+    }
+
+    /// [`client`](Self::client), on database `db` instead of the URL's
+    /// when set.
+    pub fn client_in(&self, db: Option<u32>) -> anyhow::Result<redis::Client> {
         use anyhow::Context as _;
         let mut url = self.url.expose().to_owned();
         if self.tls.insecure && !url.contains('#') {
@@ -165,6 +171,10 @@ impl RedisUrl {
             if let Some(password) = &self.password {
                 settings = settings.set_password(password.expose());
             }
+            info = info.set_redis_settings(settings);
+        }
+        if let Some(db) = db {
+            let settings = info.redis_settings().clone().set_db(i64::from(db));
             info = info.set_redis_settings(settings);
         }
         let read = |path: &Path| {

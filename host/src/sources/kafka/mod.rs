@@ -299,6 +299,7 @@ impl Source for KafkaSource {
                                 source: self.name.clone(),
                                 topic: key.0.clone(),
                                 partition: key.1,
+                                db: 0,
                             }),
                             started: tokio::time::Instant::now(),
                             last_offset: -1,

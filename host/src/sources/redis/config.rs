@@ -1,6 +1,7 @@
 //! `[sources.NAME]` with `type = "redis"`: the config, its checks and how
 //! it is built.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -28,6 +29,10 @@ pub struct RedisSourceConfig {
     /// never read.
     #[serde(default)]
     pub patterns: Vec<String>,
+    /// The databases to read, each on its own connections: `"0-15"`, `"0,3,5-7"`
+    /// or `[0, 3]`. Streams are named and discovered in each. Unset: only
+    /// the database in `url`.
+    pub databases: Option<Databases>,
     /// How often the patterns are scanned for new streams.
     #[serde(default = "crate::config::defaults::redis_source_discover_interval")]
     pub discover_interval: HumanDuration,
@@ -76,6 +81,88 @@ pub enum OnAck {
     Xdel,
 }
 
+/// `databases = "0-15"`, `"0,3,5-7"` or `[0, 3]`: the Redis databases a
+/// source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Databases {
+    /// As written, for messages.
+    text: String,
+    /// The numbers, ascending, each once; empty when `text` is malformed
+    /// (reported by `problems`).
+    list: Vec<u32>,
+    /// Why `text` does not parse.
+    error: Option<String>,
+}
+
+/// The most databases one source reads (each costs two connections).
+const MAX_DATABASES: usize = 1024;
+
+impl Databases {
+    /// Parses `"0-15"`, `"0,3,5-7"` or `"4"`.
+    pub fn parse(text: &str) -> Result<Vec<u32>, String> {
+        let mut list = BTreeSet::new();
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        for part in text.split(',').map(str::trim) {
+            let number = |s: &str| {
+                s.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("`{s}` is not a database number"))
+            };
+            let (from, to) = match part.split_once('-') {
+                Some((a, b)) => (number(a)?, number(b)?),
+                None => (number(part)?, number(part)?),
+            };
+            if from > to {
+                return Err(format!("`{part}`: the range runs backwards"));
+            }
+            if (to - from) as usize >= MAX_DATABASES {
+                return Err(format!("`{part}`: more than {MAX_DATABASES} databases"));
+            }
+            list.extend(from..=to);
+            if list.len() > MAX_DATABASES {
+                return Err(format!("more than {MAX_DATABASES} databases"));
+            }
+        }
+        Ok(list.into_iter().collect())
+    }
+
+    /// The databases, ascending.
+    pub fn list(&self) -> &[u32] {
+        &self.list
+    }
+}
+
+impl<'de> Deserialize<'de> for Databases {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            One(u32),
+            List(Vec<u32>),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::One(n) => n.to_string(),
+            Raw::List(l) => l.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        };
+        Ok(match Self::parse(&text) {
+            Ok(list) => Self {
+                text,
+                list,
+                error: None,
+            },
+            Err(e) => Self {
+                text,
+                list: Vec::new(),
+                error: Some(e),
+            },
+        })
+    }
+}
+
 /// Where a newly created group starts reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +196,18 @@ impl SourceKind for RedisSourceConfig {
                 p.push(format!("{at}.patterns[{i}]: must not be empty"));
             }
         }
+        if let Some(dbs) = &self.databases {
+            match &dbs.error {
+                Some(e) => p.push(format!(
+                    "{at}.databases = \"{}\": {e}; write a range (\"0-15\"), a list (\"0,3,5-7\") or [0, 3]",
+                    dbs.text
+                )),
+                None if dbs.list.is_empty() => {
+                    p.push(format!("{at}.databases: name at least one database"));
+                }
+                None => {}
+            }
+        }
         if self.group.is_empty() {
             p.push(format!("{at}.group: must not be empty"));
         }
@@ -135,6 +234,14 @@ impl RedisSourceConfig {
     /// `pattern` and `patterns`, together.
     pub(super) fn all_patterns(&self) -> impl Iterator<Item = &String> {
         self.pattern.iter().chain(&self.patterns)
+    }
+
+    /// The databases to read: `databases`, else `None` (the URL's).
+    pub(super) fn database_list(&self) -> Vec<Option<u32>> {
+        match &self.databases {
+            Some(dbs) => dbs.list.iter().copied().map(Some).collect(),
+            None => vec![None],
+        }
     }
 
     pub(super) fn consumer_name(&self) -> String {

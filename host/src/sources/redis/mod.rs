@@ -12,6 +12,8 @@
 //!   than `claim_idle`: those of dead consumers. Entries this process still
 //!   has in flight are skipped.
 //! - One batch per stream per read, so order per stream holds.
+//! - With `databases`, each database has its own reader and acker (and
+//!   connections); the batch origin carries the database.
 //! - The [`acker`] XACKs a batch when its last sink acknowledged it (and,
 //!   with `on_ack = "xdel"`, deletes its entries), retrying while Redis is
 //!   away.
@@ -86,8 +88,10 @@ impl RedisSource {
     }
 }
 
-/// The read loop's state.
+/// The read loop's state, one per database.
 struct Reader {
+    /// The database read, carried in each batch's origin.
+    db: u32,
     conn: Connector,
     cursors: BTreeMap<String, Cursor>,
     in_flight: Arc<Mutex<InFlight>>,
@@ -108,14 +112,52 @@ const BACKLOG_INTERVAL: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl Source for RedisSource {
-    async fn run(self: Box<Self>, out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    async fn run(self: Box<Self>, out: SourceOutput, shutdown: Shutdown) -> anyhow::Result<()> {
+        let this: Arc<Self> = Arc::from(self);
+        let mut dbs = this.config.database_list();
+        if dbs.len() == 1 {
+            let db = dbs.pop().flatten();
+            return this.run_db(db, out, shutdown).await;
+        }
+        // One reader (and acker) per database, each with its own
+        // connections: a `BLOCK`ed read holds its connection, and a
+        // connection selects one database.
+        let mut tasks = tokio::task::JoinSet::new();
+        for db in dbs {
+            tasks.spawn(Arc::clone(&this).run_db(db, out.clone(), shutdown.clone()));
+        }
+        drop(out);
+        while let Some(done) = tasks.join_next().await {
+            let failed = match done {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a database reader failed: {e}"),
+            };
+            // Undelivered entries stay pending and are read again at the
+            // next start.
+            tasks.abort_all();
+            return Err(failed);
+        }
+        Ok(())
+    }
+}
+
+impl RedisSource {
+    /// Reads database `db` (the URL's when `None`) until shutdown.
+    async fn run_db(
+        self: Arc<Self>,
+        db: Option<u32>,
+        out: SourceOutput,
+        mut shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
         let block = self.config.block.0;
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(acker::run(
-            Connector::new(
+            Connector::new_in(
                 &self.config.url,
+                db,
                 &format!("sources.{} (acks)", self.name),
                 Duration::from_secs(5),
             )?,
@@ -126,12 +168,15 @@ impl Source for RedisSource {
             retry_tx,
             self.name.clone(),
         ));
+        let conn = Connector::new_in(
+            &self.config.url,
+            db,
+            &format!("sources.{}", self.name),
+            block + Duration::from_secs(5),
+        )?;
         let mut reader = Reader {
-            conn: Connector::new(
-                &self.config.url,
-                &format!("sources.{}", self.name),
-                block + Duration::from_secs(5),
-            )?,
+            db: conn.db(),
+            conn,
             cursors: self
                 .config
                 .streams
@@ -152,7 +197,7 @@ impl Source for RedisSource {
             },
             next_backlog: Instant::now(),
         };
-        tracing::info!(source = %self.name, streams = ?self.config.streams, patterns = ?self.config.all_patterns().collect::<Vec<_>>(), group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
+        tracing::info!(source = %self.name, db = reader.db, streams = ?self.config.streams, patterns = ?self.config.all_patterns().collect::<Vec<_>>(), group = %self.config.group, consumer = %self.consumer, "Redis source starting.");
         loop {
             let step = self.step(&mut reader, &out);
             tokio::select! {
@@ -175,12 +220,10 @@ impl Source for RedisSource {
         if let Err(e) = acker.await {
             tracing::error!(source = %self.name, error = %e, "The acker task failed.");
         }
-        tracing::info!(source = %self.name, "Redis source stopped; delivered entries acknowledged.");
+        tracing::info!(source = %self.name, db = reader.db, "Redis source stopped; delivered entries acknowledged.");
         Ok(())
     }
-}
 
-impl RedisSource {
     /// One pass: set up groups if needed, discover, claim, read, send.
     async fn step(&self, r: &mut Reader, out: &SourceOutput) -> Result<(), redis::RedisError> {
         let mut conn = r.conn.get().await?;
@@ -351,7 +394,7 @@ impl RedisSource {
             for key in keys {
                 if let std::collections::btree_map::Entry::Vacant(slot) = r.cursors.entry(key) {
                     self.create_group(conn, slot.key()).await?;
-                    tracing::info!(source = %self.name, stream = %slot.key(), "Discovered a stream; reading it.");
+                    tracing::info!(source = %self.name, db = r.db, stream = %slot.key(), "Discovered a stream; reading it.");
                     slot.insert(Cursor::Pending(EntryId::default()));
                 }
             }
@@ -375,6 +418,7 @@ impl RedisSource {
             pipe.cmd("XPENDING").arg(stream).arg(&self.config.group);
         }
         let replies: Vec<Value> = pipe.query_async(conn).await?;
+        let db = r.db.to_string();
         for (stream, reply) in r.cursors.keys().zip(replies) {
             let count = match reply {
                 Value::Array(parts) => match parts.first() {
@@ -386,7 +430,7 @@ impl RedisSource {
             self.metrics
                 .gauge(
                     "sluice_redis_pending",
-                    &[("source", &self.name), ("stream", stream)],
+                    &[("source", &self.name), ("db", &db), ("stream", stream)],
                 )
                 .set(count);
         }
@@ -465,6 +509,7 @@ impl RedisSource {
                 source: self.name.clone(),
                 topic: stream.to_owned(),
                 partition: 0,
+                db: r.db,
             },
             entries.len(),
             entries.len() * 64,
