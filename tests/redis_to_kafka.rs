@@ -168,7 +168,12 @@ to = ["kafka"]
     let got = consumed(&bootstrap, "all", 6).await;
     let mut seen: Vec<(String, String)> = got
         .iter()
-        .map(|r| (r.key.clone().unwrap(), ns(std::slice::from_ref(r)).remove(0)))
+        .map(|r| {
+            (
+                r.key.clone().unwrap(),
+                ns(std::slice::from_ref(r)).remove(0),
+            )
+        })
         .collect();
     // Order holds per database's stream.
     for db in ["1", "2", "4"] {
@@ -194,7 +199,11 @@ to = ["kafka"]
             .arg("orders-stream")
             .query(&mut conn_in(&redis, db))
             .unwrap();
-        assert_eq!(groups, ::redis::Value::Array(vec![]), "database {db} is not read");
+        assert_eq!(
+            groups,
+            ::redis::Value::Array(vec![]),
+            "database {db} is not read"
+        );
     }
     running.shutdown().await.unwrap();
 }
@@ -446,6 +455,15 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
         backlog,
         "the pending figure rose to the 5 undelivered entries"
     );
+    let kafka_is = |state: &'static str| {
+        eventually_async(WAIT, move || async move {
+            health(addr)
+                .await
+                .2
+                .contains(&("sinks.kafka".into(), state.into()))
+        })
+    };
+    assert!(kafka_is("down").await, "/health names the broker down");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         xlen(&mut c, "jobs-stream"),
@@ -478,6 +496,74 @@ async fn a_kafka_outage_longer_than_delivery_timeout_loses_nothing_and_needs_no_
     })
     .await;
     assert!(drained, "the pending figure fell back to 0");
+    assert!(kafka_is("up").await, "/health sees it back");
+    running.shutdown().await.unwrap();
+}
+
+/// `/health`'s status and the state of each link it names.
+async fn health(addr: std::net::SocketAddr) -> (hyper::StatusCode, String, Vec<(String, String)>) {
+    let (code, body) = get(addr, "/health").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let links = json["links"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v["state"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        code,
+        json["status"].as_str().unwrap_or("").to_owned(),
+        links,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_the_unreachable_redis_and_kafka_and_sees_them_return() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.stop();
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("jobs", 1, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let running = start(&xdel_config(&url, &bootstrap), &workspace()).await;
+    let addr = running.addr;
+    let both_down = |links: &[(String, String)]| {
+        links.contains(&("sources.s".into(), "down".into()))
+            && links.contains(&("sinks.kafka".into(), "down".into()))
+    };
+    let last = std::cell::RefCell::new(None);
+    let down = eventually_async(WAIT, || async {
+        let seen = health(addr).await;
+        let ok = seen.0 == hyper::StatusCode::OK && seen.1 == "degraded" && both_down(&seen.2);
+        *last.borrow_mut() = Some(seen);
+        ok
+    })
+    .await;
+    assert!(
+        down,
+        "degraded (200: a restart would not help), both named: {last:?}"
+    );
+    let (_, body) = get(addr, "/health").await;
+    assert!(body.contains("cannot reach redis://127.0.0.1:"), "{body}");
+
+    redis.restart();
+    cluster.broker_up(1).unwrap();
+    let up = eventually_async(WAIT, || async {
+        let seen = health(addr).await;
+        let ok = seen.1 == "ok"
+            && seen.2.contains(&("sources.s".into(), "up".into()))
+            && seen.2.contains(&("sinks.kafka".into(), "up".into()));
+        *last.borrow_mut() = Some(seen);
+        ok
+    })
+    .await;
+    assert!(up, "ok once both are back: {last:?}");
+    let mut c = redis.conn();
+    xadd(&mut c, "jobs-stream", &[("n", "0")]);
+    assert_eq!(ns(&consumed(&bootstrap, "jobs", 1).await), ["0"]);
     running.shutdown().await.unwrap();
 }
 

@@ -28,6 +28,8 @@
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
 //! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`health`]: whether each component reaches its Kafka or Redis, for
+//!   `/health`.
 //! - [`reload`]: what changes without a restart: one debounced file watcher
 //!   for plugin hot reload, `sluice dev` rebuilds and the config file;
 //!   building plugin crates.
@@ -38,6 +40,7 @@
 pub mod auth;
 pub mod common;
 pub mod config;
+pub mod health;
 pub mod kinds;
 pub mod metrics;
 pub mod pipeline;

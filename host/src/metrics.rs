@@ -56,12 +56,19 @@ enum Metric {
 pub struct Metrics {
     // (name, rendered labels) → metric
     inner: Arc<Mutex<BTreeMap<(String, String), Metric>>>,
+    /// Whether each component reaches its server, for `/health`.
+    links: crate::health::Links,
 }
 
 impl Metrics {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The connection states `/health` reports.
+    pub fn links(&self) -> &crate::health::Links {
+        &self.links
     }
 
     /// The counter `name` with `labels`, created at zero if new.

@@ -1,11 +1,12 @@
 //! Client code the sources, sinks and tables share, kept apart from all of
 //! them so none depends on another: Kafka client settings and the embedded
-//! broker ([`kafka`]), Redis connections and the entry ↔ record mapping
+//! broker ([`kafka`]), what a Kafka client tells `/health` ([`kafka_link`]), Redis connections and the entry ↔ record mapping
 //! ([`redis`]), reconnection [`Backoff`], and [`chain`] for reporting a
 //! typed error with its causes.
 
 mod backoff;
 pub mod kafka;
+pub mod kafka_link;
 pub mod redis;
 
 pub use backoff::Backoff;

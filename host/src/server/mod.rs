@@ -31,6 +31,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::health::LinkState;
 use crate::metrics::Metrics;
 use crate::pipeline::{RouteState, RouteStatus};
 use crate::shutdown::Shutdown;
@@ -204,7 +205,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let admin = state.is_admin(req.headers());
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["health"]) => health(&served, admin),
+        (&Method::GET, ["health"]) => health(&served, state.metrics.links(), admin),
         (&Method::GET, ["ready"]) => ready(&served),
         (&Method::GET, ["plugins" | "metrics"]) if !admin => unauthorized("an admin token"),
         (&Method::GET, ["plugins"]) => {
@@ -244,9 +245,14 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     }
 }
 
-/// `/health`: liveness. Its status is open to probes; the routes' and
-/// tables' detail only to admins, when admin tokens are set.
-fn health(served: &Served, admin: bool) -> Response<Body> {
+/// `/health`: liveness. Its status is open to probes; the routes', tables'
+/// and links' detail only to admins, when admin tokens are set.
+///
+/// `failed` (503) when a route has stopped: a restart may help. `degraded`
+/// (200) when a route runs but a component cannot reach its Kafka or Redis:
+/// records wait and are retried, and restarting would not bring the server
+/// back, so a liveness probe must not fail on it.
+fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Response<Body> {
     let mut failed = false;
     let routes: serde_json::Map<String, serde_json::Value> = served
         .routes
@@ -270,9 +276,33 @@ fn health(served: &Served, admin: bool) -> Response<Body> {
             (name.clone(), value)
         })
         .collect();
-    let status = if failed { "degraded" } else { "ok" };
+    let mut down = false;
+    let links: serde_json::Map<String, serde_json::Value> = links
+        .snapshot()
+        .into_iter()
+        .map(|(name, view)| {
+            let value = match view.state {
+                LinkState::Up => serde_json::json!({ "state": "up", "for_secs": view.for_secs }),
+                LinkState::Connecting => {
+                    serde_json::json!({ "state": "connecting", "for_secs": view.for_secs })
+                }
+                LinkState::Down(reason) => {
+                    down = true;
+                    serde_json::json!({ "state": "down", "for_secs": view.for_secs, "error": reason })
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    let status = if failed {
+        "failed"
+    } else if down {
+        "degraded"
+    } else {
+        "ok"
+    };
     let body = if admin {
-        serde_json::json!({ "status": status, "routes": routes, "tables": tables })
+        serde_json::json!({ "status": status, "routes": routes, "tables": tables, "links": links })
     } else {
         serde_json::json!({ "status": status })
     }

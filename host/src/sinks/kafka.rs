@@ -21,6 +21,7 @@ use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
 use crate::kinds::BuildContext;
 
 use crate::common::kafka::{self, EmbeddedKafka};
+use crate::common::kafka_link::{KafkaLink, LinkContext, STATS_INTERVAL_MS};
 use crate::config::HumanDuration;
 use crate::template::{Destination, Template};
 
@@ -85,7 +86,7 @@ impl SinkKind for KafkaSinkConfig {
     }
 
     async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
-        let sink = KafkaSink::new(name, self, cx.embedded)
+        let sink = KafkaSink::new(name, self, cx.embedded, cx.metrics.links())
             .with_context(|| format!("cannot create the producer of sinks.{name}"))?;
         Ok(BuiltKind::plain(sink))
     }
@@ -100,7 +101,7 @@ impl KafkaSinkConfig {
 
 pub(super) struct KafkaSink {
     name: String,
-    producer: FutureProducer,
+    producer: FutureProducer<LinkContext>,
     topic: Destination,
     key: Option<Template>,
     /// Scratch for rendered topics and keys.
@@ -112,6 +113,7 @@ impl KafkaSink {
         name: &str,
         config: &KafkaSinkConfig,
         embedded: Option<&EmbeddedKafka>,
+        links: &crate::health::Links,
     ) -> anyhow::Result<Self> {
         let bootstrap =
             kafka::resolve(&config.bootstrap_servers, embedded).map_err(anyhow::Error::msg)?;
@@ -125,9 +127,12 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.delivery_timeout.0.as_millis().to_string(),
             ),
+            ("statistics.interval.ms", STATS_INTERVAL_MS.into()),
         ];
-        let producer: FutureProducer =
-            kafka::client_config(&bootstrap, &defaults, &config.options).create()?;
+        let producer: FutureProducer<LinkContext> =
+            kafka::client_config(&bootstrap, &defaults, &config.options).create_with_context(
+                LinkContext(KafkaLink::new(links, &format!("sinks.{name}"))),
+            )?;
         Ok(Self {
             name: name.to_owned(),
             producer,

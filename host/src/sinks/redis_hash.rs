@@ -41,8 +41,8 @@ impl SinkKind for RedisHashConfig {
         self.url.resolve_paths(base);
     }
 
-    async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
-        let sink = RedisHashSink::new(name, self)
+    async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = RedisHashSink::new(name, self, cx.metrics.links())
             .with_context(|| format!("cannot create sinks.{name}"))?;
         Ok(BuiltKind::plain(sink))
     }
@@ -55,14 +55,19 @@ pub(super) struct RedisHashSink {
 }
 
 impl RedisHashSink {
-    pub(super) fn new(name: &str, config: &RedisHashConfig) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        name: &str,
+        config: &RedisHashConfig,
+        links: &crate::health::Links,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_owned(),
             conn: Connector::new(
                 &config.url,
                 &format!("sinks.{name}"),
                 Duration::from_secs(10),
-            )?,
+            )?
+            .reporting_to(links),
             key: config.key.clone(),
         })
     }

@@ -79,8 +79,8 @@ impl SinkKind for RedisStreamConfig {
         }
     }
 
-    async fn build(&self, name: &str, _cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
-        let sink = RedisStreamSink::new(name, self)
+    async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
+        let sink = RedisStreamSink::new(name, self, cx.metrics.links())
             .with_context(|| format!("cannot create sinks.{name}"))?;
         Ok(BuiltKind::plain(sink))
     }
@@ -95,14 +95,19 @@ pub(super) struct RedisStreamSink {
 }
 
 impl RedisStreamSink {
-    pub(super) fn new(name: &str, config: &RedisStreamConfig) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        name: &str,
+        config: &RedisStreamConfig,
+        links: &crate::health::Links,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_owned(),
             conn: Connector::new(
                 &config.url,
                 &format!("sinks.{name}"),
                 Duration::from_secs(10),
-            )?,
+            )?
+            .reporting_to(links),
             stream: Destination::new(config.stream_map.clone(), config.stream.clone()),
             maxlen: config.maxlen,
             writer: config.writer(),

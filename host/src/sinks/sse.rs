@@ -143,7 +143,7 @@ impl SinkKind for SseConfig {
         let hub = Arc::new(hub);
         let sink: Box<dyn Sink> = match &self.redis {
             Some(r) => Box::new(
-                sse_redis::RedisSseSink::new(name, Arc::clone(&hub), r)
+                sse_redis::RedisSseSink::new(name, Arc::clone(&hub), r, cx.metrics.links())
                     .with_context(|| format!("cannot create sinks.{name}"))?,
             ),
             None => Box::new(SseSink::new(Arc::clone(&hub))),

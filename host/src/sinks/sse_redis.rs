@@ -95,6 +95,7 @@ impl RedisSseSink {
         name: &str,
         hub: Arc<SseHub>,
         config: &SseRedisConfig,
+        links: &crate::health::Links,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             hub,
@@ -102,7 +103,8 @@ impl RedisSseSink {
                 &config.url,
                 &format!("sinks.{name}"),
                 Duration::from_secs(10),
-            )?,
+            )?
+            .reporting_to(links),
             writer: EntryWriter::default(),
         })
     }

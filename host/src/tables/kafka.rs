@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::{Loader, Table, TableKind};
 use crate::common::kafka::{self, EmbeddedKafka};
+use crate::common::kafka_link::{KafkaLink, LinkContext, STATS_INTERVAL_MS};
 use crate::kinds::BuildContext;
 use crate::shutdown::Shutdown;
 
@@ -62,7 +63,12 @@ impl TableKind for KafkaTableConfig {
     }
 
     fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
-        Ok(Box::new(KafkaLoader::new(table, self, cx.embedded)?))
+        Ok(Box::new(KafkaLoader::new(
+            table,
+            self,
+            cx.embedded,
+            cx.metrics.links(),
+        )?))
     }
 }
 
@@ -70,7 +76,7 @@ impl TableKind for KafkaTableConfig {
 pub(super) struct KafkaLoader {
     table: Arc<Table>,
     topic: String,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<LinkContext>>,
 }
 
 impl KafkaLoader {
@@ -78,6 +84,7 @@ impl KafkaLoader {
         table: Arc<Table>,
         config: &KafkaTableConfig,
         embedded: Option<&EmbeddedKafka>,
+        links: &crate::health::Links,
     ) -> anyhow::Result<Self> {
         let bootstrap =
             kafka::resolve(&config.bootstrap_servers, embedded).map_err(anyhow::Error::msg)?;
@@ -89,9 +96,12 @@ impl KafkaLoader {
             ("enable.partition.eof", "true".into()),
             ("auto.offset.reset", "earliest".into()),
             ("fetch.wait.max.ms", "10".into()),
+            ("statistics.interval.ms", STATS_INTERVAL_MS.into()),
         ];
-        let consumer: StreamConsumer =
-            kafka::client_config(&bootstrap, &defaults, &config.options).create()?;
+        let link = KafkaLink::new(links, &format!("tables.{}", table.name()));
+        let consumer: StreamConsumer<LinkContext> =
+            kafka::client_config(&bootstrap, &defaults, &config.options)
+                .create_with_context(LinkContext(link))?;
         Ok(Self {
             table,
             topic: config.topic.clone(),

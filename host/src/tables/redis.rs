@@ -47,8 +47,8 @@ impl TableKind for RedisTableConfig {
         self.url.resolve_paths(base);
     }
 
-    fn build(&self, table: Arc<Table>, _cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
-        Ok(Box::new(RedisLoader::new(table, self)?))
+    fn build(&self, table: Arc<Table>, cx: &BuildContext<'_>) -> anyhow::Result<Box<dyn Loader>> {
+        Ok(Box::new(RedisLoader::new(table, self, cx.metrics.links())?))
     }
 
     fn problems(&self, at: &str) -> Vec<String> {
@@ -77,10 +77,15 @@ pub(super) struct RedisLoader {
 }
 
 impl RedisLoader {
-    pub(super) fn new(table: Arc<Table>, config: &RedisTableConfig) -> anyhow::Result<Self> {
-        let owner = format!("table {}", table.name());
+    pub(super) fn new(
+        table: Arc<Table>,
+        config: &RedisTableConfig,
+        links: &crate::health::Links,
+    ) -> anyhow::Result<Self> {
+        let owner = format!("tables.{}", table.name());
         Ok(Self {
-            connector: Connector::new(&config.url, &owner, Duration::from_secs(10))?,
+            connector: Connector::new(&config.url, &owner, Duration::from_secs(10))?
+                .reporting_to(links),
             table,
             config: config.clone(),
         })

@@ -30,6 +30,8 @@ pub struct Connector {
     owner: String,
     /// Where it connects, for logs (its password shown as `***`).
     target: String,
+    /// Its part of its component's link, for `/health`.
+    link: Option<crate::health::LinkPart>,
 }
 
 impl fmt::Debug for Connector {
@@ -68,7 +70,16 @@ impl Connector {
                 Some(db) => format!("{url} (database {db})"),
                 None => url.to_string(),
             },
+            link: None,
         })
+    }
+
+    /// Reports its state in `links`, as part of the component its owner
+    /// names (`"sources.s (acks)"` → `sources.s`).
+    pub fn reporting_to(mut self, links: &crate::health::Links) -> Self {
+        let component = self.owner.split(' ').next().unwrap_or(&self.owner);
+        self.link = Some(links.part(component, &format!("{} {}", self.owner, self.target)));
+        self
     }
 
     /// The database it selects.
@@ -95,11 +106,17 @@ impl Connector {
                     tracing::info!(owner = %self.owner, "Reconnected to Redis.");
                 }
                 self.backoff.reset();
+                if let Some(link) = &self.link {
+                    link.up();
+                }
                 self.conn = Some(conn.clone());
                 Ok(conn)
             }
             Err(e) => {
                 let wait = self.backoff.next_wait();
+                if let Some(link) = &self.link {
+                    link.down(format!("cannot reach {}: {e}", self.target));
+                }
                 tracing::warn!(owner = %self.owner, redis = %self.target, error = %e, retry_in = ?wait, "Cannot reach Redis.");
                 tokio::time::sleep(wait).await;
                 Err(e)
@@ -114,6 +131,9 @@ impl Connector {
             && is_connection_error(e)
             && self.conn.take().is_some()
         {
+            if let Some(link) = &self.link {
+                link.down(format!("lost the connection to {}: {e}", self.target));
+            }
             tracing::warn!(owner = %self.owner, error = %e, "Lost the Redis connection.");
         }
     }

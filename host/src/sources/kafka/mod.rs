@@ -19,11 +19,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::common::kafka_link::{KafkaLink, STATS_INTERVAL_MS};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -140,9 +144,23 @@ struct SourceContext {
     generation: AtomicU64,
     /// `sluice_source_rebalances_total`: assignments taken away.
     revocations: Counter,
+    /// Broker state for `/health`, and librdkafka's errors logged once.
+    link: KafkaLink,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.link.log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.link.stats(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.link.error(&error, reason);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -186,6 +204,7 @@ pub(crate) struct KafkaSource {
     records: Counter,
     failures: Counter,
     revocations: Counter,
+    links: crate::health::Links,
 }
 
 impl KafkaSource {
@@ -204,6 +223,7 @@ impl KafkaSource {
             records: metrics.counter("sluice_source_records_total", &[("source", name)]),
             failures: metrics.counter("sluice_source_ack_failures_total", &[("source", name)]),
             revocations: metrics.counter("sluice_source_rebalances_total", &[("source", name)]),
+            links: metrics.links().clone(),
         })
     }
 
@@ -231,11 +251,13 @@ impl KafkaSource {
             // Bounds what librdkafka prefetches while a slow route keeps us
             // from polling: the memory side of backpressure.
             ("queued.max.messages.kbytes", (32 << 10).to_string()),
+            ("statistics.interval.ms", STATS_INTERVAL_MS.into()),
         ];
         let context = SourceContext {
             name: self.name.clone(),
             generation: AtomicU64::new(0),
             revocations: self.revocations.clone(),
+            link: KafkaLink::new(&self.links, &format!("sources.{}", self.name)),
         };
         let consumer: StreamConsumer<SourceContext> =
             kafka::client_config(&self.bootstrap, &defaults, &c.options)

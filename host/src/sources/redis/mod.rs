@@ -160,7 +160,8 @@ impl RedisSource {
                 db,
                 &format!("sources.{} (acks)", self.name),
                 Duration::from_secs(5),
-            )?,
+            )?
+            .reporting_to(self.metrics.links()),
             (self.config.group.clone(), self.config.on_ack),
             done_rx,
             Arc::clone(&in_flight),
@@ -173,7 +174,8 @@ impl RedisSource {
             db,
             &format!("sources.{}", self.name),
             block + Duration::from_secs(5),
-        )?;
+        )?
+        .reporting_to(self.metrics.links());
         let mut reader = Reader {
             db: conn.db(),
             conn,

@@ -1,0 +1,186 @@
+//! What a Kafka client tells `/health`, and how its errors are logged.
+//!
+//! librdkafka reports trouble three ways: a `FAIL` log line per broker
+//! connection attempt, an error callback (`BrokerTransportFailure` for one
+//! broker, `AllBrokersDown` when none is left), and, with
+//! `statistics.interval.ms`, each broker's state. [`KafkaLink`] turns them
+//! into one link state and one log line per change: the link is up while any
+//! broker is `UP`, down when none is, and a failure is logged once, not every
+//! second while it lasts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde::Deserialize;
+
+use crate::health::{LinkPart, Links};
+
+/// How often librdkafka reports broker states (`statistics.interval.ms`).
+pub const STATS_INTERVAL_MS: &str = "1000";
+
+/// One Kafka client's part of its component's link.
+#[derive(Debug)]
+pub struct KafkaLink {
+    component: String,
+    part: LinkPart,
+    /// The last transport error logged, so a repeat is not logged again.
+    last_logged: Mutex<Option<String>>,
+}
+
+/// The part of librdkafka's statistics that says which brokers are up.
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    brokers: HashMap<String, BrokerStats>,
+}
+
+#[derive(Deserialize)]
+struct BrokerStats {
+    #[serde(default)]
+    nodename: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    state: String,
+}
+
+impl KafkaLink {
+    /// The link of `component` (`"sinks.kafka"`).
+    pub fn new(links: &Links, component: &str) -> Self {
+        Self {
+            component: component.to_owned(),
+            part: links.part(component, "client"),
+            last_logged: Mutex::new(None),
+        }
+    }
+
+    /// Takes librdkafka's statistics JSON.
+    pub fn stats(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<Stats>(json) else {
+            return;
+        };
+        let brokers: Vec<&BrokerStats> = stats
+            .brokers
+            .values()
+            .filter(|b| b.source != "internal" && b.source != "logical")
+            .collect();
+        if brokers.is_empty() {
+            return;
+        }
+        if brokers.iter().any(|b| b.state == "UP") {
+            if !self.part.is_up() {
+                self.part.up();
+                tracing::info!(component = %self.component, "Kafka reachable.");
+                *self.last_logged.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            return;
+        }
+        let mut states: Vec<String> = brokers
+            .iter()
+            .map(|b| format!("{} {}", b.nodename, b.state))
+            .collect();
+        states.sort();
+        let last = self
+            .last_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reason = match last {
+            Some(error) => format!(
+                "no broker is up ({}); last error: {error}",
+                states.join(", ")
+            ),
+            None => format!("no broker is up ({})", states.join(", ")),
+        };
+        if self.part.down(reason.clone()) {
+            tracing::warn!(component = %self.component, %reason, "Kafka unreachable; records wait and are retried.");
+        }
+    }
+
+    /// Takes an error from librdkafka's error callback.
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            let last = self
+                .last_logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let why = last.unwrap_or_else(|| reason.to_owned());
+            if self
+                .part
+                .down(format!("all brokers are down; last error: {why}"))
+            {
+                tracing::warn!(component = %self.component, reason = %why, "Kafka unreachable: all brokers are down; records wait and are retried.");
+            }
+            return;
+        }
+        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref().map(gist) == Some(gist(reason)) {
+            tracing::debug!(component = %self.component, %error, %reason, "librdkafka error (repeated).");
+            return;
+        }
+        *last = Some(reason.to_owned());
+        if code == Some(RDKafkaErrorCode::BrokerTransportFailure) {
+            tracing::warn!(component = %self.component, %reason, "A Kafka broker connection failed.");
+        } else {
+            tracing::error!(component = %self.component, %error, %reason, "librdkafka error.");
+        }
+    }
+
+    /// Takes a librdkafka log line. Connection failures (`FAIL`) also reach
+    /// [`KafkaLink::error`], which logs them once; here they are debug.
+    pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let c = &self.component;
+        match level {
+            _ if fac == "FAIL" => {
+                tracing::debug!(target: "librdkafka", component = %c, "{fac} {message}")
+            }
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", component = %c, "{fac} {message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", component = %c, "{fac} {message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", component = %c, "{fac} {message}");
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", component = %c, "{fac} {message}");
+            }
+        }
+    }
+}
+
+/// `reason` without librdkafka's changing tail (`(after 0ms in state
+/// CONNECT, 1 identical error(s) suppressed)`), to tell a repeat.
+fn gist(reason: &str) -> &str {
+    reason.split(" (after ").next().unwrap_or(reason)
+}
+
+/// A client context that only reports its link: for producers and
+/// consumers that need no other callbacks.
+#[derive(Debug)]
+pub struct LinkContext(pub KafkaLink);
+
+impl ClientContext for LinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.0.stats(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LinkContext {}
