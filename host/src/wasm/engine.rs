@@ -1,5 +1,6 @@
 //! The process-wide Wasm engine: one `Engine`, one `Linker`, an epoch ticker,
-//! and a cache of compiled components.
+//! and a cache of compiled components (in memory, and on disk with
+//! `SLUICE_CACHE_DIR`: [`disk_cache`](super::disk_cache)).
 //!
 //! The cache only remembers components something still uses: it holds each
 //! one weakly, and every [`Plugin`](super::Plugin) made from it holds it
@@ -17,6 +18,7 @@ use wasmtime::{Config as EngineConfig, Engine, Precompiled};
 
 use super::WasmError;
 use super::bindings::PluginHost;
+use super::disk_cache::DiskCache;
 use super::host::StoreState;
 use crate::config::defaults::EPOCH_TICK;
 
@@ -25,6 +27,9 @@ pub struct WasmEngine {
     engine: Engine,
     linker: Linker<StoreState>,
     compiled: Mutex<HashMap<String, Weak<Component>>>,
+    /// Compiled components kept on disk across restarts, when
+    /// `SLUICE_CACHE_DIR` is set.
+    disk: Option<DiskCache>,
 }
 
 static GLOBAL: OnceLock<Result<WasmEngine, String>> = OnceLock::new();
@@ -79,10 +84,12 @@ impl WasmEngine {
                 }
             })
             .map_err(wasmtime::Error::from)?;
+        let disk = DiskCache::from_env(&engine);
         Ok(Self {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
+            disk,
         })
     }
 
@@ -120,14 +127,32 @@ impl WasmEngine {
             return Ok(c);
         }
         let component = match Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Component) if allow_precompiled => self.deserialize(bytes)?,
+            Some(Precompiled::Component) if allow_precompiled => {
+                let component = self.deserialize(bytes)?;
+                tracing::info!(version = %hash, "Component loaded precompiled (no compile).");
+                component
+            }
             Some(_) => {
                 return Err(WasmError::Compile(
                     "this is a precompiled component (native code, loaded unchecked); set `allow_precompiled = true` on the plugin to load it".into(),
                 ));
             }
-            None => Component::new(&self.engine, bytes)
-                .map_err(|e| WasmError::Compile(format!("{e:#}")))?,
+            None => match self.disk.as_ref().and_then(|d| d.load(&self.engine, bytes)) {
+                Some(component) => {
+                    tracing::info!(version = %hash, "Component loaded from the compile cache (no compile).");
+                    component
+                }
+                None => {
+                    let started = std::time::Instant::now();
+                    let component = Component::new(&self.engine, bytes)
+                        .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+                    tracing::info!(version = %hash, took = ?started.elapsed(), cached = self.disk.is_some(), "Component compiled.");
+                    if let Some(disk) = &self.disk {
+                        disk.store(bytes, &component);
+                    }
+                    component
+                }
+            },
         };
         let component = Arc::new(component);
         let mut cache = self.cache();

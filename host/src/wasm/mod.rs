@@ -3,6 +3,7 @@
 
 mod bindings;
 mod checks;
+pub mod disk_cache;
 mod engine;
 pub(crate) mod host;
 mod loader;

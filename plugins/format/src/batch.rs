@@ -18,9 +18,7 @@ pub struct Origin {
     pub topic: String,
     /// The Kafka partition; 0 for sources without partitions.
     pub partition: i32,
-    /// The Redis database the stream is in; 0 for other sources. Host
-    /// side only: the WIT `origin` does not carry it, and a transform's
-    /// outputs keep their input's.
+    /// The Redis database the stream is in; 0 for other sources.
     pub db: u32,
 }
 
