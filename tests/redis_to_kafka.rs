@@ -528,7 +528,11 @@ async fn health_names_the_unreachable_redis_and_kafka_and_sees_them_return() {
     cluster.create_topic("jobs", 1, 1).unwrap();
     cluster.broker_down(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let running = start(&xdel_config(&url, &bootstrap), &workspace()).await;
+    let config = format!(
+        "[server]\nready_grace = \"1s\"\n{}",
+        xdel_config(&url, &bootstrap)
+    );
+    let running = start(&config, &workspace()).await;
     let addr = running.addr;
     let both_down = |links: &[(String, String)]| {
         links.contains(&("sources.s".into(), "down".into()))
@@ -548,6 +552,15 @@ async fn health_names_the_unreachable_redis_and_kafka_and_sees_them_return() {
     );
     let (_, body) = get(addr, "/health").await;
     assert!(body.contains("cannot reach redis://127.0.0.1:"), "{body}");
+    // Past `ready_grace`, /ready says 503 and names both.
+    let unready = eventually_async(WAIT, || async {
+        let (code, body) = get(addr, "/ready").await;
+        code == hyper::StatusCode::SERVICE_UNAVAILABLE
+            && body.contains("`sources.s` cannot reach its server")
+            && body.contains("`sinks.kafka` cannot reach its server")
+    })
+    .await;
+    assert!(unready, "{:?}", get(addr, "/ready").await);
 
     redis.restart();
     cluster.broker_up(1).unwrap();
@@ -561,6 +574,19 @@ async fn health_names_the_unreachable_redis_and_kafka_and_sees_them_return() {
     })
     .await;
     assert!(up, "ok once both are back: {last:?}");
+    let (code, body) = get(addr, "/ready").await;
+    assert_eq!(code, hyper::StatusCode::OK, "{body}");
+    let (_, body) = get(addr, "/health").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let kafka = &json["links"]["sinks.kafka"];
+    assert!(kafka["last_ok_secs_ago"].is_u64(), "{kafka}");
+    assert!(
+        kafka["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("down"),
+        "the outage is remembered: {kafka}"
+    );
     let mut c = redis.conn();
     xadd(&mut c, "jobs-stream", &[("n", "0")]);
     assert_eq!(ns(&consumed(&bootstrap, "jobs", 1).await), ["0"]);

@@ -26,6 +26,21 @@ pub enum LinkState {
 struct Part {
     state: LinkState,
     since: Instant,
+    /// When it last reported up.
+    last_up: Option<Instant>,
+    /// Its last failure, kept after it recovers.
+    last_error: Option<(String, Instant)>,
+}
+
+impl Part {
+    fn new() -> Self {
+        Self {
+            state: LinkState::Connecting,
+            since: Instant::now(),
+            last_up: None,
+            last_error: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +71,11 @@ pub struct LinkView {
     pub state: LinkState,
     /// Seconds since the state shown began.
     pub for_secs: u64,
+    /// Seconds since a part last reported up (`None`: never).
+    pub last_ok_secs_ago: Option<u64>,
+    /// The latest failure of any part, and how many seconds ago it was:
+    /// kept after the link recovers.
+    pub last_error: Option<(String, u64)>,
 }
 
 impl Links {
@@ -71,13 +91,10 @@ impl Links {
             }
         };
         map.retain(|_, l| l.strong_count() > 0);
-        link.parts.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            part.to_owned(),
-            Part {
-                state: LinkState::Connecting,
-                since: Instant::now(),
-            },
-        );
+        link.parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(part.to_owned(), Part::new());
         LinkPart {
             link,
             part: part.to_owned(),
@@ -111,9 +128,16 @@ impl Link {
                 .max()?,
             _ => worst.since,
         };
+        let last_up = parts.values().filter_map(|p| p.last_up).max();
+        let last_error = parts
+            .values()
+            .filter_map(|p| p.last_error.as_ref())
+            .max_by_key(|(_, at)| *at);
         Some(LinkView {
             state: worst.state.clone(),
             for_secs: since.elapsed().as_secs(),
+            last_ok_secs_ago: last_up.map(|t| t.elapsed().as_secs()),
+            last_error: last_error.map(|(e, at)| (e.clone(), at.elapsed().as_secs())),
         })
     }
 }
@@ -138,9 +162,15 @@ impl LinkPart {
     /// Sets the state; returns whether the kind of state changed.
     fn set(&self, state: LinkState) -> bool {
         self.with(|p| {
+            let now = Instant::now();
             let changed = std::mem::discriminant(&p.state) != std::mem::discriminant(&state);
             if changed {
-                p.since = Instant::now();
+                p.since = now;
+            }
+            match &state {
+                LinkState::Up => p.last_up = Some(now),
+                LinkState::Down(reason) => p.last_error = Some((reason.clone(), now)),
+                LinkState::Connecting => {}
             }
             p.state = state;
             changed
@@ -149,10 +179,7 @@ impl LinkPart {
 
     fn with<T>(&self, f: impl FnOnce(&mut Part) -> T) -> T {
         let mut parts = self.link.parts.lock().unwrap_or_else(|p| p.into_inner());
-        let part = parts.entry(self.part.clone()).or_insert_with(|| Part {
-            state: LinkState::Connecting,
-            since: Instant::now(),
-        });
+        let part = parts.entry(self.part.clone()).or_insert_with(Part::new);
         f(part)
     }
 }
@@ -190,6 +217,15 @@ mod tests {
         assert_eq!(
             links.snapshot()["sources.s"].state,
             LinkState::Down("refused again".into())
+        );
+        acker.up();
+        let view = &links.snapshot()["sources.s"];
+        assert_eq!(view.state, LinkState::Up);
+        assert_eq!(view.last_ok_secs_ago, Some(0));
+        assert_eq!(
+            view.last_error,
+            Some(("refused again".into(), 0)),
+            "the last error outlives the outage"
         );
         drop(acker);
         assert_eq!(links.snapshot()["sources.s"].state, LinkState::Up);

@@ -68,6 +68,10 @@ pub fn server_grace() -> HumanDuration {
     HumanDuration(SHUTDOWN_GRACE)
 }
 
+pub fn server_ready_grace() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
 /// `[routes.X] workers`.
 pub fn route_workers() -> usize {
     WORKERS

@@ -33,6 +33,10 @@ pub struct ServerConfig {
     /// Serve HTTPS: `{ cert_file = "…", key_file = "…" }`, read again on
     /// every config reload.
     pub tls: Option<crate::server::ServerTls>,
+    /// How long a source, sink or table may be unable to reach its Kafka
+    /// or Redis before `/ready` answers 503 naming it.
+    #[serde(default = "crate::config::defaults::server_ready_grace")]
+    pub ready_grace: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,7 @@ impl Default for ServerConfig {
             admin_tokens: Vec::new(),
             admin_token_file: None,
             tls: None,
+            ready_grace: crate::config::defaults::server_ready_grace(),
         }
     }
 }

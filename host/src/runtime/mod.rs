@@ -282,6 +282,7 @@ impl Running {
                 .collect(),
             plugins: self.slots.clone(),
             tables: self.tables.tables().clone(),
+            ready_grace: self.config.server.ready_grace.0,
         });
     }
 

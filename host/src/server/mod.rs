@@ -57,6 +57,8 @@ pub struct Served {
     pub plugins: BTreeMap<String, Arc<PluginSlot>>,
     /// Tables, for `/health` and `/ready`.
     pub tables: Tables,
+    /// How long a link may be down before `/ready` says 503.
+    pub ready_grace: Duration,
 }
 
 /// The server's state.
@@ -206,7 +208,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
     let admin = state.is_admin(req.headers());
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["health"]) => health(&served, state.metrics.links(), admin),
-        (&Method::GET, ["ready"]) => ready(&served),
+        (&Method::GET, ["ready"]) => ready(&served, state.metrics.links()),
         (&Method::GET, ["plugins" | "metrics"]) if !admin => unauthorized("an admin token"),
         (&Method::GET, ["plugins"]) => {
             let list: Vec<_> = served.plugins.values().map(|s| s.status()).collect();
@@ -291,6 +293,18 @@ fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Respons
                     serde_json::json!({ "state": "down", "for_secs": view.for_secs, "error": reason })
                 }
             };
+            let mut value = value;
+            if let Some(object) = value.as_object_mut() {
+                if let Some(secs) = view.last_ok_secs_ago {
+                    object.insert("last_ok_secs_ago".into(), secs.into());
+                }
+                if let Some((error, secs)) = view.last_error {
+                    object.insert(
+                        "last_error".into(),
+                        serde_json::json!({ "error": error, "secs_ago": secs }),
+                    );
+                }
+            }
             (name, value)
         })
         .collect();
@@ -319,7 +333,7 @@ fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Respons
 /// whether requests would be served now. A route waiting for its tables
 /// keeps its sources closed (ingest answers 503), so this lists what it
 /// waits for.
-fn ready(served: &Served) -> Response<Body> {
+fn ready(served: &Served, links: &crate::health::Links) -> Response<Body> {
     let tables = served
         .tables
         .iter()
@@ -334,7 +348,18 @@ fn ready(served: &Served) -> Response<Body> {
         RouteState::Running => None,
         RouteState::Failed(reason) => Some(format!("route `{}` stopped: {reason}", r.name())),
     });
-    let waiting: Vec<String> = tables.chain(sources).chain(routes).collect();
+    let grace = served.ready_grace.as_secs();
+    let down = links
+        .snapshot()
+        .into_iter()
+        .filter_map(|(name, view)| match view.state {
+            LinkState::Down(reason) if view.for_secs >= grace => Some(format!(
+                "`{name}` cannot reach its server (for {} s): {reason}",
+                view.for_secs
+            )),
+            _ => None,
+        });
+    let waiting: Vec<String> = tables.chain(sources).chain(routes).chain(down).collect();
     let code = if waiting.is_empty() {
         StatusCode::OK
     } else {
