@@ -67,6 +67,18 @@ if "ConfigMap" in kinds:
     check(kinds["ConfigMap"]["data"].get("sluice.toml") == (root / "deploy" / "sluice.toml").read_text(),
           "kubernetes: the ConfigMap's sluice.toml differs from deploy/sluice.toml")
 
+# The Grafana dashboard: it parses, and every metric it queries is one the
+# README documents (so a renamed metric cannot leave a dead panel).
+import json
+
+readme = (root / "README.md").read_text()
+dashboard = json.loads((root / "deploy" / "grafana" / "sluice.json").read_text())
+for panel in dashboard["panels"]:
+    for target in panel["targets"]:
+        for name in re.findall(r"\b(sluice_[a-z_]+)", target["expr"]):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            check(base in readme, f"grafana: panel {panel['title']!r} queries {name}, which the README does not document")
+
 dockerfile = (root / "Dockerfile").read_text()
 froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
 check(froms and froms[0].startswith(f"rust:{toolchain}-"),
@@ -82,4 +94,4 @@ for p in problems:
     print(p, file=sys.stderr)
 if problems:
     sys.exit(1)
-print(f"deployment files OK (version {version}, toolchain {toolchain}, {len(services)} compose services, {len(docs)} Kubernetes objects)")
+print(f"deployment files OK (version {version}, toolchain {toolchain}, {len(services)} compose services, {len(docs)} Kubernetes objects, {len(dashboard['panels'])} dashboard panels)")

@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Runs `sluice check` on a config with one plugin (`client-filter`),
 /// stderr to a file (not a terminal), with `env`; returns the log.
@@ -125,4 +126,120 @@ fn logs_to_a_file_are_plain_text_and_json_logs_are_one_object_per_line() {
         compiled["fields"]["version"].is_string(),
         "fields kept: {compiled}"
     );
+}
+
+/// One sample: its name, labels (sorted) and value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// `/metrics`, parsed by `prometheus-parse`.
+async fn scrape(addr: std::net::SocketAddr) -> Vec<Sample> {
+    let (status, text) = common::get(addr, "/metrics").await;
+    assert_eq!(status, hyper::StatusCode::OK, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}: {text}"));
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(b) => {
+                    b.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            };
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            labels.sort();
+            (s.metric, labels, value)
+        })
+        .collect()
+}
+
+/// The value of the first sample `name` with `label`.
+fn find(samples: &[Sample], name: &str, label: (&str, &str)) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == label.0 && v == label.1))
+        .map(|(_, _, v)| *v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_histograms_and_lag_follow_the_traffic() {
+    let broker = common::kafka::Broker::start();
+    broker.create_topic("in", 1).await;
+    let bootstrap = broker.bootstrap();
+    let wasm = common::plugin("client-filter");
+    let config = format!(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["in"]
+        group_id = "metrics"
+        batch_size = 10
+        [plugins.keep]
+        path = "{wasm}"
+        config = {{ patterns = ["client-*"] }}
+        [sinks.out]
+        type = "blackhole"
+        [routes.r]
+        from = "in"
+        through = ["keep"]
+        to = ["out"]
+        "#
+    );
+    let running = common::start(&config, &common::workspace()).await;
+    let addr = running.addr;
+    let now = sluice::record::now_millis();
+    let records: Vec<common::kafka::Input> = (0..100)
+        .map(|i| {
+            (
+                "client-1".to_owned(),
+                format!("{{\"n\":{i}}}"),
+                vec![],
+                now - 1000,
+            )
+        })
+        .collect();
+    common::kafka::produce(&bootstrap, "in", &records).await;
+    let delivered = common::eventually_async(Duration::from_secs(20), || async {
+        let s = scrape(addr).await;
+        find(&s, "sluice_sink_records_total", ("sink", "out")) == Some(100.0)
+    })
+    .await;
+    assert!(delivered, "{:?}", scrape(addr).await);
+    // Lag is read from librdkafka's statistics, every second.
+    let caught_up = common::eventually_async(Duration::from_secs(20), || async {
+        let s = scrape(addr).await;
+        find(&s, "sluice_kafka_consumer_lag", ("topic", "in")) == Some(0.0)
+    })
+    .await;
+    assert!(caught_up, "lag fell to 0: {:?}", scrape(addr).await);
+    let samples = scrape(addr).await;
+    let count = |name: &str, label: (&str, &str)| find(&samples, name, label);
+    // Histograms moved: at least 10 batches of 10 went through.
+    for (name, label) in [
+        ("sluice_stage_batch_seconds_count", ("plugin", "keep")),
+        ("sluice_sink_ack_seconds_count", ("sink", "out")),
+        ("sluice_end_to_end_seconds_count", ("sink", "out")),
+    ] {
+        let n = count(name, label).unwrap_or_else(|| panic!("no {name}: {samples:?}"));
+        assert!(n >= 10.0, "{name} = {n}");
+    }
+    // The records were a second old when produced: end to end is at least that.
+    let sum = count("sluice_end_to_end_seconds_sum", ("sink", "out")).unwrap();
+    let n = count("sluice_end_to_end_seconds_count", ("sink", "out")).unwrap();
+    assert!(sum / n >= 1.0, "none faster than their age: {sum} / {n}");
+    assert!(
+        samples.iter().any(|(n, l, _)| n == "sluice_build_info"
+            && l.contains(&("version".into(), env!("CARGO_PKG_VERSION").into()))),
+        "{samples:?}"
+    );
+    running.shutdown().await.unwrap();
 }

@@ -28,6 +28,8 @@ pub struct KafkaLink {
     part: LinkPart,
     /// The last transport error logged, so a repeat is not logged again.
     last_logged: Mutex<Option<String>>,
+    /// For a consumer: its lag per partition.
+    lag: Option<Lag>,
 }
 
 /// The part of librdkafka's statistics that says which brokers are up.
@@ -35,6 +37,35 @@ pub struct KafkaLink {
 struct Stats {
     #[serde(default)]
     brokers: HashMap<String, BrokerStats>,
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+#[derive(Deserialize)]
+struct PartitionStats {
+    partition: i32,
+    /// -1 when unknown (not assigned to this consumer).
+    #[serde(default = "unknown")]
+    consumer_lag: i64,
+}
+
+fn unknown() -> i64 {
+    -1
+}
+
+/// `sluice_kafka_consumer_lag{source,topic,partition}`, from the statistics.
+#[derive(Debug)]
+struct Lag {
+    metrics: crate::metrics::Metrics,
+    source: String,
+    /// Partitions reported so far: one no longer assigned drops to 0.
+    reported: Mutex<std::collections::BTreeSet<(String, i32)>>,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +85,58 @@ impl KafkaLink {
             component: component.to_owned(),
             part: links.part(component, "client"),
             last_logged: Mutex::new(None),
+            lag: None,
         }
+    }
+
+    /// Also reports a consumer's lag per partition, as
+    /// `sluice_kafka_consumer_lag{source,topic,partition}`.
+    pub fn with_lag(mut self, metrics: &crate::metrics::Metrics, source: &str) -> Self {
+        self.lag = Some(Lag {
+            metrics: metrics.clone(),
+            source: source.to_owned(),
+            reported: Mutex::new(Default::default()),
+        });
+        self
+    }
+
+    fn report_lag(&self, topics: &HashMap<String, TopicStats>) {
+        let Some(lag) = &self.lag else { return };
+        let mut reported = lag.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = std::collections::BTreeSet::new();
+        for (topic, t) in topics {
+            for p in t.partitions.values() {
+                if p.partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                let partition = p.partition.to_string();
+                lag.metrics
+                    .gauge(
+                        "sluice_kafka_consumer_lag",
+                        &[
+                            ("source", &lag.source),
+                            ("topic", topic),
+                            ("partition", &partition),
+                        ],
+                    )
+                    .set(p.consumer_lag);
+                now.insert((topic.clone(), p.partition));
+            }
+        }
+        for (topic, partition) in reported.difference(&now) {
+            let partition = partition.to_string();
+            lag.metrics
+                .gauge(
+                    "sluice_kafka_consumer_lag",
+                    &[
+                        ("source", &lag.source),
+                        ("topic", topic),
+                        ("partition", &partition),
+                    ],
+                )
+                .set(0);
+        }
+        reported.extend(now);
     }
 
     /// Takes librdkafka's statistics JSON.
@@ -62,6 +144,7 @@ impl KafkaLink {
         let Ok(stats) = serde_json::from_slice::<Stats>(json) else {
             return;
         };
+        self.report_lag(&stats.topics);
         let brokers: Vec<&BrokerStats> = stats
             .brokers
             .values()

@@ -56,6 +56,8 @@ struct StageCounters {
     errored: Counter,
     traps: Counter,
     poison: Counter,
+    /// How long each plugin call took, per batch.
+    batch_seconds: crate::metrics::Histogram,
 }
 
 struct Stage {
@@ -122,6 +124,7 @@ impl Chain {
                         errored: metrics.counter("sluice_stage_records_errored_total", &labels),
                         traps: metrics.counter("sluice_stage_traps_total", &labels),
                         poison: metrics.counter("sluice_stage_poison_records_total", &labels),
+                        batch_seconds: metrics.histogram("sluice_stage_batch_seconds", &labels),
                     },
                 }
             })
@@ -144,12 +147,14 @@ impl Chain {
             stage.counters.records_in.add(batch.len() as u64);
             stage.pick_up_reload();
             let failures;
+            let started = std::time::Instant::now();
             (batch, failures) = match stage.plugin.kind {
                 PluginKind::Filter => stage.filter(batch, &mut out.ports),
                 PluginKind::Transform => {
                     stage.transform(batch, &mut out.ports, &mut out.port_names)
                 }
             };
+            stage.counters.batch_seconds.observe(started.elapsed());
             stage.counters.records_out.add(batch.len() as u64);
             if let Some(failed) = failures
                 && let Err(reason) = stage.fail(failed, &mut out.dead_letters)

@@ -220,7 +220,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
         }
         (&Method::GET, ["metrics"]) => text(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
             state.metrics.render(),
         ),
         (&Method::POST, ["ingest", source]) => match served.ingest.get(*source) {

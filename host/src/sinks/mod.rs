@@ -284,6 +284,12 @@ async fn build_one(
         errors: cx
             .metrics
             .counter("sluice_sink_errors_total", &[("sink", name)]),
+        ack_seconds: cx
+            .metrics
+            .histogram("sluice_sink_ack_seconds", &[("sink", name)]),
+        end_to_end: cx
+            .metrics
+            .histogram("sluice_end_to_end_seconds", &[("sink", name)]),
     };
     Ok(BuiltSink {
         handle: SinkHandle {
@@ -298,6 +304,11 @@ async fn build_one(
 struct SinkCounters {
     records: Counter,
     errors: Counter,
+    /// From the batch reaching the sink until it acknowledged it.
+    ack_seconds: crate::metrics::Histogram,
+    /// From the batch's oldest record timestamp until the sink acknowledged
+    /// it (the source acknowledges when the slowest sink has).
+    end_to_end: crate::metrics::Histogram,
 }
 
 /// Feeds `sink` from `rx` until every sender is gone, then flushes it. Up to
@@ -316,14 +327,17 @@ async fn drive(
     while open || !in_flight.is_empty() {
         tokio::select! {
             next = rx.recv(), if open && in_flight.len() < defaults::SINK_IN_FLIGHT => match next {
-                Some(batch) => match sink.send(&batch).await {
-                    Ok(ack) => in_flight.push_back(async move { (ack.await, batch) }),
-                    Err(e) => settle(&name, &counters, batch, Err(e)),
-                },
+                Some(batch) => {
+                    let sent = std::time::Instant::now();
+                    match sink.send(&batch).await {
+                        Ok(ack) => in_flight.push_back(async move { (ack.await, batch, sent) }),
+                        Err(e) => settle(&name, &counters, batch, Err(e), sent),
+                    }
+                }
                 None => open = false,
             },
-            Some((result, batch)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&name, &counters, batch, result);
+            Some((result, batch, sent)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&name, &counters, batch, result, sent);
             }
         }
     }
@@ -333,9 +347,22 @@ async fn drive(
     tracing::debug!(sink = %name, "Sink stopped.");
 }
 
-fn settle(name: &str, counters: &SinkCounters, batch: SinkBatch, result: Result<(), SinkError>) {
+fn settle(
+    name: &str,
+    counters: &SinkCounters,
+    batch: SinkBatch,
+    result: Result<(), SinkError>,
+    sent: std::time::Instant,
+) {
     match result {
         Ok(()) => {
+            counters.ack_seconds.observe(sent.elapsed());
+            if let Some(oldest) = batch.batch.timestamps.iter().min() {
+                let age = crate::record::now_millis().saturating_sub(*oldest).max(0);
+                counters
+                    .end_to_end
+                    .observe(std::time::Duration::from_millis(age.unsigned_abs()));
+            }
             counters.records.add(batch.len() as u64);
             batch.pending.ok();
         }

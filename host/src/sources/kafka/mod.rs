@@ -205,6 +205,7 @@ pub(crate) struct KafkaSource {
     failures: Counter,
     revocations: Counter,
     links: crate::health::Links,
+    metrics: Metrics,
 }
 
 impl KafkaSource {
@@ -224,6 +225,7 @@ impl KafkaSource {
             failures: metrics.counter("sluice_source_ack_failures_total", &[("source", name)]),
             revocations: metrics.counter("sluice_source_rebalances_total", &[("source", name)]),
             links: metrics.links().clone(),
+            metrics: metrics.clone(),
         })
     }
 
@@ -257,7 +259,8 @@ impl KafkaSource {
             name: self.name.clone(),
             generation: AtomicU64::new(0),
             revocations: self.revocations.clone(),
-            link: KafkaLink::new(&self.links, &format!("sources.{}", self.name)),
+            link: KafkaLink::new(&self.links, &format!("sources.{}", self.name))
+                .with_lag(&self.metrics, &self.name),
         };
         let consumer: StreamConsumer<SourceContext> =
             kafka::client_config(&self.bootstrap, &defaults, &c.options)
