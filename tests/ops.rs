@@ -243,3 +243,50 @@ async fn metrics_parse_and_histograms_and_lag_follow_the_traffic() {
     );
     running.shutdown().await.unwrap();
 }
+
+#[test]
+fn an_unreachable_broker_is_logged_once_not_every_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    let port = common::redis::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:{port}"
+            [sources.in]
+            type = "http"
+            [sinks.k]
+            type = "kafka"
+            bootstrap_servers = "127.0.0.1:1"
+            topic = "x"
+            [routes.r]
+            from = "in"
+            to = ["k"]
+            "#
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log.txt");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = common::KillOnDrop(child);
+    // librdkafka retries the connection many times a second, backing off
+    // to 1 s (reconnect.backoff.max.ms); 5 s is several attempts.
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |s: &str| text.matches(s).count();
+    assert_eq!(count("A Kafka broker connection failed."), 1, "{text}");
+    assert_eq!(count("Kafka unreachable"), 1, "{text}");
+    assert_eq!(count("Global error"), 0, "{text}");
+    assert_eq!(count("FAIL"), 0, "{text}");
+}

@@ -584,7 +584,7 @@ async fn health_names_the_unreachable_redis_and_kafka_and_sees_them_return() {
         kafka["last_error"]["error"]
             .as_str()
             .unwrap()
-            .contains("down"),
+            .contains("broker"),
         "the outage is remembered: {kafka}"
     );
     let mut c = redis.conn();

@@ -6,7 +6,8 @@
 //! `statistics.interval.ms`, each broker's state. [`KafkaLink`] turns them
 //! into one link state and one log line per change: the link is up while any
 //! broker is `UP`, down when none is, and a failure is logged once, not every
-//! second while it lasts.
+//! second while it lasts; the next line about it (another error, or `Kafka
+//! reachable`) carries how often it repeated meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +29,8 @@ pub struct KafkaLink {
     part: LinkPart,
     /// The last transport error logged, so a repeat is not logged again.
     last_logged: Mutex<Option<String>>,
+    /// How often the last logged error came again without being logged.
+    repeats: std::sync::atomic::AtomicU64,
     /// For a consumer: its lag per partition.
     lag: Option<Lag>,
 }
@@ -85,6 +88,7 @@ impl KafkaLink {
             component: component.to_owned(),
             part: links.part(component, "client"),
             last_logged: Mutex::new(None),
+            repeats: std::sync::atomic::AtomicU64::new(0),
             lag: None,
         }
     }
@@ -156,7 +160,8 @@ impl KafkaLink {
         if brokers.iter().any(|b| b.state == "UP") {
             if !self.part.is_up() {
                 self.part.up();
-                tracing::info!(component = %self.component, "Kafka reachable.");
+                let repeats = self.repeats.swap(0, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(component = %self.component, last_error_repeats = repeats, "Kafka reachable.");
                 *self.last_logged.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             return;
@@ -203,14 +208,19 @@ impl KafkaLink {
         }
         let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
         if last.as_deref().map(gist) == Some(gist(reason)) {
+            self.repeats
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(component = %self.component, %error, %reason, "librdkafka error (repeated).");
             return;
         }
         *last = Some(reason.to_owned());
+        // The count of the error this one replaces, so the log says how
+        // often it came without a line each time.
+        let previous_repeats = self.repeats.swap(0, std::sync::atomic::Ordering::Relaxed);
         if code == Some(RDKafkaErrorCode::BrokerTransportFailure) {
-            tracing::warn!(component = %self.component, %reason, "A Kafka broker connection failed.");
+            tracing::warn!(component = %self.component, %reason, previous_repeats, "A Kafka broker connection failed.");
         } else {
-            tracing::error!(component = %self.component, %error, %reason, "librdkafka error.");
+            tracing::error!(component = %self.component, %error, %reason, previous_repeats, "librdkafka error.");
         }
     }
 
