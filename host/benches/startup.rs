@@ -6,8 +6,9 @@
 //!     cargo bench -p sluice --bench startup
 //!
 //! The quickstart names its plugins by `crate`, so each start also runs a
-//! no-op `cargo build` of them; the first pass is a warm-up that builds
-//! them.
+//! no-op `cargo build` of them (about 0.1 s each); the first pass is a
+//! warm-up that builds them. The same config with the plugins named by
+//! `path` (their built `.wasm`, as a deployment has them) is measured too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,15 +42,14 @@ fn status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// Starts the quickstart with compile cache `cache`; the time until
-/// `/ready` is 200.
-fn time_to_ready(cache: &Path) -> Duration {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+/// Starts `config` with compile cache `cache`; the time until `/ready` is
+/// 200.
+fn time_to_ready(config: &Path, cache: &Path) -> Duration {
     let port = free_port();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
-        .arg(root.join("examples/quickstart.toml"))
+        .arg(config)
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SLUICE_CACHE_DIR", cache)
         .env("RUST_LOG", "warn")
@@ -69,35 +69,61 @@ fn time_to_ready(cache: &Path) -> Duration {
 }
 
 fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let quickstart = root.join("examples/quickstart.toml");
     let dir = tempfile::tempdir().unwrap();
     let warm = dir.path().join("warm");
     // Warm-up: builds the plugin crates, fills the warm cache.
-    let first = time_to_ready(&warm);
+    let first = time_to_ready(&quickstart, &warm);
     eprintln!("warm-up (builds the plugin crates): {first:.2?}");
-    let (mut cold, mut hot) = (Vec::new(), Vec::new());
-    for pass in 0..PASSES {
-        let empty = dir.path().join(format!("cold-{pass}"));
-        let c = time_to_ready(&empty);
-        let h = time_to_ready(&warm);
-        eprintln!("pass {pass}: cold {c:.2?}, warm {h:.2?}");
-        cold.push(c);
-        hot.push(h);
+    // The same config with the built components named by path.
+    let built = root.join("target/sluice-plugins/wasm32-wasip2/release");
+    let text = std::fs::read_to_string(&quickstart).unwrap();
+    let by_path = dir.path().join("quickstart-paths.toml");
+    let mut replaced = text.clone();
+    for (krate, file) in [
+        ("client-filter", "client_filter.wasm"),
+        ("json-transform", "json_transform.wasm"),
+    ] {
+        replaced = replaced.replace(
+            &format!("crate = \"../plugins/{krate}\""),
+            &format!("path = \"{}\"", built.join(file).display()),
+        );
     }
-    cold.sort();
-    hot.sort();
-    let median = |v: &[Duration]| v[v.len() / 2];
-    println!(
-        "quickstart time to ready, cold (compiling): median {:.0?}, best {:.0?}",
-        median(&cold),
-        cold[0]
+    assert_ne!(replaced, text, "the quickstart names its plugins by crate");
+    std::fs::write(&by_path, replaced).unwrap();
+    let mut runs: [Vec<Duration>; 4] = Default::default();
+    for pass in 0..PASSES {
+        let c = time_to_ready(&quickstart, &dir.path().join(format!("cold-{pass}")));
+        let h = time_to_ready(&quickstart, &warm);
+        let pc = time_to_ready(&by_path, &dir.path().join(format!("pcold-{pass}")));
+        let ph = time_to_ready(&by_path, &warm);
+        eprintln!(
+            "pass {pass}: crate: cold {c:.2?}, warm {h:.2?}; path: cold {pc:.2?}, warm {ph:.2?}"
+        );
+        for (runs, d) in runs.iter_mut().zip([c, h, pc, ph]) {
+            runs.push(d);
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let [mut c, mut h, mut pc, mut ph] = runs;
+    let (c, h, pc, ph) = (
+        median(&mut c),
+        median(&mut h),
+        median(&mut pc),
+        median(&mut ph),
     );
+    println!("quickstart time to ready (medians of {PASSES}):");
+    println!("  plugins by crate, cold (compiling):     {c:>8.0?}");
+    println!("  plugins by crate, warm (compile cache): {h:>8.0?}");
+    println!("  plugins by path,  cold (compiling):     {pc:>8.0?}");
+    println!("  plugins by path,  warm (compile cache): {ph:>8.0?}");
     println!(
-        "quickstart time to ready, warm (compile cache): median {:.0?}, best {:.0?}",
-        median(&hot),
-        hot[0]
-    );
-    println!(
-        "ratio warm / cold (medians): {:.2}",
-        median(&hot).as_secs_f64() / median(&cold).as_secs_f64()
+        "ratio warm / cold: by crate {:.2}, by path {:.2}",
+        h.as_secs_f64() / c.as_secs_f64(),
+        ph.as_secs_f64() / pc.as_secs_f64()
     );
 }

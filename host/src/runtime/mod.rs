@@ -108,8 +108,9 @@ pub async fn load_plugins(config: &Config) -> anyhow::Result<BTreeMap<String, Lo
     load_all(config, |_| true, &imports).await
 }
 
-/// Loads the plugins of `config` that `only` accepts, reporting all that
-/// fail at once.
+/// Loads the plugins of `config` that `only` accepts, all at once (their
+/// `cargo build`s and compiles overlap, which is most of a start's time),
+/// reporting all that fail together.
 async fn load_all(
     config: &Config,
     only: impl Fn(&str) -> bool,
@@ -117,8 +118,15 @@ async fn load_all(
 ) -> anyhow::Result<BTreeMap<String, LoadedPlugin>> {
     let mut loaded = BTreeMap::new();
     let mut problems = Vec::new();
-    for (name, plugin) in config.plugins.iter().filter(|(n, _)| only(n)) {
-        match load_plugin_with(name, plugin, imports.clone()).await {
+    let wanted: Vec<_> = config.plugins.iter().filter(|(n, _)| only(n)).collect();
+    let results = futures_util::future::join_all(
+        wanted
+            .iter()
+            .map(|(name, plugin)| load_plugin_with(name, plugin, imports.clone())),
+    )
+    .await;
+    for ((name, _), result) in wanted.into_iter().zip(results) {
+        match result {
             Ok(p) => {
                 tracing::info!(plugin = %name, kind = %p.plugin.kind, version = %p.plugin.hash, file = %p.file.display(), "Plugin loaded.");
                 loaded.insert(name.clone(), p);
