@@ -275,6 +275,61 @@ fn the_cli_reports_a_plugin_that_refuses_its_config_and_a_file_that_is_not_a_com
 }
 
 #[test]
+fn toolchain_mistakes_get_errors_that_name_the_import_or_the_worlds() {
+    let dir = tempfile::tempdir().unwrap();
+    // What componentize-js builds without `--disable http fetch-event`: a
+    // component importing wasi:http.
+    let http = wat::parse_str(
+        r#"(component (import "wasi:http/types@0.2.3" (instance (export "f" (func)))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("http.wasm"), http).unwrap();
+    // A valid component that exports no Sluice world.
+    let other = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "run")))
+             (core instance $i (instantiate $m))
+             (func $run (canon lift (core func $i "run")))
+             (export "run" (func $run)))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("other.wasm"), other).unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [sources.in]
+        type = "http"
+        [plugins.http]
+        path = "http.wasm"
+        [plugins.other]
+        path = "other.wasm"
+        [sinks.out]
+        type = "stdout"
+        [routes.r]
+        from = "in"
+        through = ["http", "other"]
+        to = ["out"]
+        "#,
+    )
+    .unwrap();
+    let out = sluice().arg("check").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugins.http: cannot link the component: the component imports `wasi:http/types@0.2.3`, which Sluice does not provide")
+            && err.contains("--disable http fetch-event"),
+        "{err}"
+    );
+    assert!(
+        err.contains("plugins.other: the component exports neither")
+            && err.contains("(it exports: run)")
+            && err.contains("`filter`, `transform` or `join`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn redis_parts_are_checked_with_their_key_paths() {
     let p = problems(
         r#"

@@ -143,6 +143,7 @@ impl WasmEngine {
                     component
                 }
                 None => {
+                    announce_compile(hash, bytes.len(), self.disk.is_some());
                     let started = std::time::Instant::now();
                     let component = Component::new(&self.engine, bytes)
                         .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
@@ -193,6 +194,27 @@ impl WasmEngine {
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Component>>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Says that a compile starts, and for a large component (a Python or
+/// JavaScript one is 12–18 MB) how long it will take, so a slow start does
+/// not look like a hang.
+fn announce_compile(hash: &str, size: usize, cached: bool) {
+    // Cranelift compiled about 0.75 MB/s on a 2-core machine (a 12 MB
+    // componentize-js component in 15–22 s).
+    const BYTES_PER_SEC: f64 = 750_000.0;
+    let mb = size as f64 / 1e6;
+    if size < 2_000_000 {
+        tracing::debug!(version = %hash, size_mb = mb, "Compiling a component.");
+        return;
+    }
+    let estimate = (size as f64 / BYTES_PER_SEC).round();
+    let hint = if cached {
+        "the compile cache keeps the result for the next start"
+    } else {
+        "set SLUICE_CACHE_DIR or precompile it (sluice compile) to skip this at the next start"
+    };
+    tracing::info!(version = %hash, "Compiling a {mb:.1} MB component; this takes about {estimate} s ({hint}).");
 }
 
 /// A stable content hash (FNV-1a, 64 bits) of a component, as hex. It names

@@ -65,9 +65,9 @@ pub enum WasmError {
     Link(String),
     /// The component exports neither plugin interface.
     #[error(
-        "the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0; build it with sluice-sdk or against wit/worlds.wit"
+        "the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0 (it exports: {0}); build it for one of the worlds `filter`, `transform` or `join` in wit/worlds.wit (sluice-sdk's export_filter!/export_transform!/export_join!, `componentize-py -w filter`, `componentize-js --world-name filter`)"
     )]
-    NotAPlugin,
+    NotAPlugin(String),
     /// The plugin's `init` refused its config.
     #[error("init failed: {0}")]
     Init(InitError),

@@ -100,13 +100,22 @@ impl Plugin {
         let pre = engine
             .linker()
             .instantiate_pre(&component)
-            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+            .map_err(|e| WasmError::Link(link_problem(&component, engine.engine(), &e)))?;
         let (kind, indices) = if let Ok(ix) = filter_api::GuestIndices::new(&pre) {
             (PluginKind::Filter, Indices::Filter(ix))
         } else if let Ok(ix) = transform_api::GuestIndices::new(&pre) {
             (PluginKind::Transform, Indices::Transform(ix))
         } else {
-            return Err(WasmError::NotAPlugin);
+            let exports: Vec<String> = component
+                .component_type()
+                .exports(engine.engine())
+                .map(|(name, _)| name.to_owned())
+                .collect();
+            return Err(WasmError::NotAPlugin(if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            }));
         };
         Ok(Self {
             name: name.into(),
@@ -277,6 +286,50 @@ fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: Limits) -
         Some(line) => WasmError::Trap(format!("{trap} ({line})")),
         None => WasmError::Trap(trap),
     }
+}
+
+/// The interface families Sluice links: WASI 0.2 (without `wasi:http`) and
+/// its own imports.
+const PROVIDED: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "sluice:plugin/",
+];
+
+/// Why `component` does not link: the imports Sluice does not provide, by
+/// name, with the fix for the usual cause; else wasmtime's own message.
+fn link_problem(
+    component: &Component,
+    engine: &wasmtime::Engine,
+    error: &wasmtime::Error,
+) -> String {
+    let missing: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !PROVIDED.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if missing.is_empty() {
+        return format!("{error:#}");
+    }
+    let mut text = format!(
+        "the component imports {}, which Sluice does not provide (it links wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets and sluice:plugin)",
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if missing.iter().any(|m| m.starts_with("wasi:http/")) {
+        text.push_str(
+            "; a JavaScript component built with componentize-js imports wasi:http unless built with `--disable http fetch-event`",
+        );
+    }
+    text
 }
 
 fn to_wit(b: FlatBatch) -> types::Batch {
