@@ -28,6 +28,7 @@
 //! - [`template`]: names filled from records (`"client:{key}"`).
 //! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
 //! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`golden`]: `sluice test`, golden fixtures run through a plugin's stage.
 //! - [`health`]: whether each component reaches its Kafka or Redis, for
 //!   `/health`.
 //! - [`reload`]: what changes without a restart: one debounced file watcher
@@ -40,6 +41,7 @@
 pub mod auth;
 pub mod common;
 pub mod config;
+pub mod golden;
 pub mod health;
 pub mod kinds;
 pub mod metrics;

@@ -46,6 +46,19 @@ enum Command {
         #[arg(long)]
         fuel: bool,
     },
+    /// Golden tests of a plugin, with no broker: run each fixture's input
+    /// records through the plugin's stage and compare what comes out with
+    /// the fixture's expected records and errors.
+    Test {
+        /// A component (`.wasm`, `.cwasm`), or a Rust plugin crate directory
+        /// (built first; its fixtures default to `fixtures/*.json`).
+        target: PathBuf,
+        /// Fixture files.
+        fixtures: Vec<PathBuf>,
+        /// Write what came out into each fixture instead of comparing.
+        #[arg(long)]
+        update: bool,
+    },
     /// Validate a config and load every plugin in it, then exit.
     Check {
         /// The TOML config file.
@@ -98,6 +111,11 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config, false).await,
             Command::Dev { config } => run(config, true).await,
             Command::Check { config } => check(config).await,
+            Command::Test {
+                target,
+                fixtures,
+                update,
+            } => golden(&target, fixtures, update).await,
             Command::Compile {
                 input,
                 output,
@@ -170,6 +188,39 @@ fn compile(input: &std::path::Path, output: Option<PathBuf>, fuel: bool) -> anyh
         compiled.len(),
         if fuel { " and a fuel budget" } else { "" }
     );
+    Ok(())
+}
+
+async fn golden(
+    target: &std::path::Path,
+    fixtures: Vec<PathBuf>,
+    update: bool,
+) -> anyhow::Result<()> {
+    use sluice::golden;
+    let (wasm, fixtures) = golden::resolve(target, fixtures).await?;
+    let mut failed = 0;
+    for fixture in &fixtures {
+        let outcome = golden::run(&wasm, fixture).await?;
+        match (&outcome.diff, update) {
+            (Some(_), true) => {
+                golden::update(&outcome)?;
+                println!("updated {}", fixture.display());
+            }
+            (Some(diff), false) => {
+                failed += 1;
+                println!("FAIL {}\n{diff}", fixture.display());
+            }
+            (None, _) => println!(
+                "ok   {} ({} records, {} errors)",
+                fixture.display(),
+                outcome.expected.len(),
+                outcome.errors.len()
+            ),
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} fixtures failed", fixtures.len());
+    }
     Ok(())
 }
 
