@@ -101,3 +101,68 @@ fn a_record_the_plugin_fails_on_is_an_error_of_its_input_index() {
     assert!(ok, "{text}");
     assert!(text.contains("(2 records, 1 errors)"), "{text}");
 }
+
+#[test]
+fn sluice_new_writes_projects_whose_build_and_fixtures_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in [("new-filter", "filter"), ("new-transform", "transform")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["new", name, "--kind", kind])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let project = dir.path().join(name);
+        for file in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "fixtures/basic.json",
+            "sluice.toml",
+            "README.md",
+        ] {
+            assert!(project.join(file).is_file(), "{name}: {file}");
+        }
+        // The workspace's lock, so the build reuses its resolved versions.
+        std::fs::copy(
+            common::workspace().join("Cargo.lock"),
+            project.join("Cargo.lock"),
+        )
+        .unwrap();
+        let (ok, text) = sluice_test(&[project.as_os_str()]);
+        assert!(ok, "{name}: {text}");
+        assert!(text.contains("ok   "), "{name}: {text}");
+        let check = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("check")
+            .arg(project.join("sluice.toml"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    // Refusals say what to do instead.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", "p", "--lang", "python"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("componentize-py"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", "new-filter"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "an existing directory is not overwritten"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}

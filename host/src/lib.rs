@@ -34,6 +34,7 @@
 //! - [`reload`]: what changes without a restart: one debounced file watcher
 //!   for plugin hot reload, `sluice dev` rebuilds and the config file;
 //!   building plugin crates.
+//! - [`scaffold`]: `sluice new`, a plugin project to start from.
 //! - [`runtime`]: starting everything from a config, reloading it (only the
 //!   changed sources and their routes), and stopping it.
 //! - [`shutdown`]: the stop signal tasks listen for.
@@ -49,6 +50,7 @@ pub mod pipeline;
 pub mod record;
 pub mod reload;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod shutdown;
 pub mod sinks;

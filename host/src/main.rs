@@ -46,6 +46,19 @@ enum Command {
         #[arg(long)]
         fuel: bool,
     },
+    /// Write a new plugin project into directory NAME: sources, a build
+    /// file, a README, a sample config (for `sluice dev`) and a fixture (for
+    /// `sluice test`).
+    New {
+        /// The plugin's name (and directory).
+        name: PathBuf,
+        /// What it does.
+        #[arg(long, value_enum, default_value = "filter")]
+        kind: sluice::scaffold::Kind,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: sluice::scaffold::Lang,
+    },
     /// Golden tests of a plugin, with no broker: run each fixture's input
     /// records through the plugin's stage and compare what comes out with
     /// the fixture's expected records and errors.
@@ -111,6 +124,7 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config, false).await,
             Command::Dev { config } => run(config, true).await,
             Command::Check { config } => check(config).await,
+            Command::New { name, kind, lang } => scaffold(&name, kind, lang),
             Command::Test {
                 target,
                 fixtures,
@@ -187,6 +201,26 @@ fn compile(input: &std::path::Path, output: Option<PathBuf>, fuel: bool) -> anyh
         output.display(),
         compiled.len(),
         if fuel { " and a fuel budget" } else { "" }
+    );
+    Ok(())
+}
+
+fn scaffold(
+    dir: &std::path::Path,
+    kind: sluice::scaffold::Kind,
+    lang: sluice::scaffold::Lang,
+) -> anyhow::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files = sluice::scaffold::create(dir, &name, kind, lang)?;
+    for f in &files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "next: cd {0} && cargo test && sluice test . && sluice dev sluice.toml",
+        dir.display()
     );
     Ok(())
 }
