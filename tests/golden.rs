@@ -1,6 +1,8 @@
-//! `sluice test` (part of issue #16): golden fixtures run through a plugin's
-//! real stage, with no broker. The example plugins' fixtures pass; a wrong
-//! expectation fails with a readable diff; `--update` rewrites it.
+//! `sluice test` and `sluice new` (part of issue #16): golden fixtures run
+//! through a plugin's real stage, with no broker (a join's tables come from
+//! the fixture). The example plugins' fixtures pass; a wrong expectation
+//! fails with a readable diff; `--update` rewrites it; a new project of
+//! each kind builds and passes its own fixture.
 
 #![allow(clippy::unwrap_used)]
 
@@ -105,7 +107,11 @@ fn a_record_the_plugin_fails_on_is_an_error_of_its_input_index() {
 #[test]
 fn sluice_new_writes_projects_whose_build_and_fixtures_pass() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, kind) in [("new-filter", "filter"), ("new-transform", "transform")] {
+    for (name, kind) in [
+        ("new-filter", "filter"),
+        ("new-transform", "transform"),
+        ("new-join", "join"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["new", name, "--kind", kind])
             .current_dir(dir.path())

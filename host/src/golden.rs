@@ -11,14 +11,17 @@
 //!   "expected": [
 //!     { "key": "client-1", "value": {"n": 1}, "headers": {"h": "v"}, "timestamp": 1000 }
 //!   ],
-//!   "errors": []
+//!   "errors": [],
+//!   "tables": { "products": { "1": {"name": "Lamp"} } }
 //! }
 //! ```
 //!
 //! `value` is any JSON (written as its JSON text) or a string (written as
 //! it is). An expected record names its output `port` when it is not the
 //! default one. `errors` lists the records the plugin failed on:
-//! `{ "input": <index>, "error": "<the plugin's message>" }`.
+//! `{ "input": <index>, "error": "<the plugin's message>" }`. `tables`
+//! (for a join) gives each table's entries, key → value (JSON, or a
+//! string as it is); the plugin may open exactly those.
 //!
 //! The records go through the host's real stage ([`Chain`]) in one batch,
 //! with the plugin's limits and the host's validation of what it returns;
@@ -35,7 +38,8 @@ use crate::config::{OnError, PluginConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, StageSpec};
 use crate::record::{FlatBatch, Origin, Position};
-use crate::wasm::{PluginSlot, load_plugin};
+use crate::tables::{Table, Tables};
+use crate::wasm::{HostImports, PluginSlot, load_plugin_with};
 
 /// What one fixture run found.
 #[derive(Debug)]
@@ -95,22 +99,30 @@ pub async fn run(wasm: &Path, fixture: &Path) -> anyhow::Result<Outcome> {
         bail!("{}: `input` must be a list of records", fixture.display());
     };
     let batch = input_batch(input).with_context(|| fixture.display().to_string())?;
+    let tables =
+        fixture_tables(spec.get("tables")).with_context(|| fixture.display().to_string())?;
+    let table_names: Vec<String> = tables.iter().map(|(n, _)| n.clone()).collect();
     let plugin_config: PluginConfig = serde_json::from_value(json!({
         "path": wasm,
         "allow_precompiled": wasm.extension().is_some_and(|e| e == "cwasm"),
         "on_error": "dead_letter",
         "dead_letter": "errors",
+        "tables": table_names,
         "config": config,
     }))
     .with_context(|| format!("{}: `config` must be a table", fixture.display()))?;
-    let loaded = load_plugin("under-test", &plugin_config)
+    let imports = HostImports {
+        tables,
+        ..HostImports::default()
+    };
+    let loaded = load_plugin_with("under-test", &plugin_config, imports.clone())
         .await
         .with_context(|| format!("{}: cannot load {}", fixture.display(), wasm.display()))?;
     let spec_stage = StageSpec {
         plugin: PluginSlot::fixed(Arc::clone(&loaded.plugin)),
         on_error: OnError::DeadLetter,
         dead_letter: Some("errors".into()),
-        imports: Default::default(),
+        imports,
         poison_attempts: plugin_config.poison_attempts,
     };
     let output = tokio::task::spawn_blocking(move || {
@@ -179,6 +191,42 @@ pub fn update(outcome: &Outcome) -> anyhow::Result<()> {
     out.push('\n');
     std::fs::write(&outcome.file, out)
         .with_context(|| format!("cannot write {}", outcome.file.display()))
+}
+
+/// The fixture's `tables`, filled and ready.
+fn fixture_tables(spec: Option<&Value>) -> anyhow::Result<Tables> {
+    let Some(spec) = spec else {
+        return Ok(Tables::default());
+    };
+    let Some(spec) = spec.as_object() else {
+        bail!("`tables` must map table names to {{key: value}} objects");
+    };
+    let metrics = Metrics::new();
+    let mut tables = Vec::new();
+    for (name, entries) in spec {
+        let Some(entries) = entries.as_object() else {
+            bail!("tables.{name} must be an object of key: value");
+        };
+        let table = Arc::new(Table::new(name, &metrics));
+        let values: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                };
+                (k.clone(), bytes)
+            })
+            .collect();
+        table.apply(
+            values
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), Some(v.as_slice()))),
+        );
+        table.set_ready();
+        tables.push(table);
+    }
+    Ok(Tables::of(tables))
 }
 
 fn input_batch(input: &[Value]) -> anyhow::Result<FlatBatch> {

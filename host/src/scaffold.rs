@@ -45,10 +45,7 @@ pub fn create(dir: &Path, name: &str, kind: Kind, lang: Lang) -> anyhow::Result<
         );
     }
     match (lang, kind) {
-        (Lang::Rust, Kind::Filter | Kind::Transform) => {}
-        (Lang::Rust, Kind::Join) => bail!(
-            "`--kind join` is not scaffolded yet: start from `--kind transform`, export it with `sluice_sdk::export_join!` and see plugins/json-enrich"
-        ),
+        (Lang::Rust, _) => {}
         (Lang::Python | Lang::Js, _) => bail!(
             "`--lang {}` is not scaffolded yet; see the README's Writing plugins for building a component with {}",
             if lang == Lang::Python { "python" } else { "js" },
@@ -74,17 +71,19 @@ pub fn create(dir: &Path, name: &str, kind: Kind, lang: Lang) -> anyhow::Result<
             "src/lib.rs",
             match kind {
                 Kind::Filter => FILTER.replace("Plugin", &ident),
-                _ => TRANSFORM.replace("Plugin", &ident),
+                Kind::Transform => TRANSFORM.replace("Plugin", &ident),
+                Kind::Join => JOIN.replace("Plugin", &ident),
             },
         ),
         (
             "fixtures/basic.json",
             match kind {
                 Kind::Filter => FILTER_FIXTURE.to_owned(),
-                _ => TRANSFORM_FIXTURE.to_owned(),
+                Kind::Transform => TRANSFORM_FIXTURE.to_owned(),
+                Kind::Join => JOIN_FIXTURE.to_owned(),
             },
         ),
-        ("sluice.toml", sample_config(name)),
+        ("sluice.toml", sample_config(name, kind)),
         ("README.md", readme(name, kind)),
         (".gitignore", "/target\n".to_owned()),
     ];
@@ -143,7 +142,22 @@ codegen-units = 1
     )
 }
 
-fn sample_config(name: &str) -> String {
+fn sample_config(name: &str, kind: Kind) -> String {
+    let (config, tables) = match kind {
+        Kind::Join => (
+            r#"{ table = "labels", default = "unknown" }
+tables = ["labels"]
+
+# The table: Redis hash `labels` (key → label). Fill it with
+#   redis-cli HSET labels client-1 gold
+[tables.labels]
+type = "redis"
+url = "${REDIS_URL:-redis://127.0.0.1:6379}"
+hash = "labels""#,
+            "",
+        ),
+        _ => (r#"{ prefix = "client-" }"#, ""),
+    };
     format!(
         r#"# Run with `sluice dev sluice.toml`: the crate is rebuilt and hot-reloaded
 # when its sources change. Post records and watch them come out:
@@ -152,10 +166,10 @@ fn sample_config(name: &str) -> String {
 
 [sources.in]
 type = "http"
-
+{tables}
 [plugins.{name}]
 crate = "."
-config = {{ prefix = "client-" }}
+config = {config}
 
 [sinks.out]
 type = "stdout"
@@ -171,7 +185,8 @@ to = ["out"]
 fn readme(name: &str, kind: Kind) -> String {
     let kind = match kind {
         Kind::Filter => "filter",
-        Kind::Transform | Kind::Join => "transform",
+        Kind::Transform => "transform",
+        Kind::Join => "join",
     };
     format!(
         r#"# {name}
@@ -306,6 +321,68 @@ const TRANSFORM_FIXTURE: &str = r#"{
   "expected": [
     { "key": "client-1", "value": { "n": 1 }, "headers": { "matched": "yes" }, "timestamp": 1000, "port": "matched" },
     { "key": "other", "value": { "n": 2 }, "headers": {}, "timestamp": 1001 }
+  ],
+  "errors": []
+}
+"#;
+
+const JOIN: &str = r#"//! Labels each record from table `table` by its key (header `label`);
+//! keys the table does not have get `default`.
+
+use sluice_sdk::tables::Table;
+use sluice_sdk::{Error, InitError, Output, Record, Transform};
+
+/// `[plugins.NAME.config]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The table to look keys up in (listed in `[plugins.NAME] tables`).
+    table: String,
+    /// The label of keys the table does not have.
+    default: String,
+}
+
+/// The plugin.
+pub struct Plugin {
+    table: Table,
+    default: Vec<u8>,
+}
+
+impl Transform for Plugin {
+    type Config = Config;
+
+    fn init(config: Config) -> Result<Self, InitError> {
+        let table = Table::open(&config.table).map_err(|e| InitError::Failed(e.to_string()))?;
+        Ok(Self {
+            table,
+            default: config.default.into_bytes(),
+        })
+    }
+
+    fn transform(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+        // One lookup per record keeps the example short; for speed, gather
+        // the batch's keys in `begin_batch` and use `Table::get_many`
+        // (see plugins/json-enrich).
+        let label = record.key().and_then(|k| self.table.get(k));
+        out.emit(record)
+            .header("label", label.as_deref().unwrap_or(&self.default));
+        Ok(())
+    }
+}
+
+sluice_sdk::export_join!(Plugin);
+"#;
+
+const JOIN_FIXTURE: &str = r#"{
+  "config": { "table": "labels", "default": "unknown" },
+  "tables": { "labels": { "client-1": "gold" } },
+  "input": [
+    { "key": "client-1", "value": { "n": 1 }, "timestamp": 1000 },
+    { "key": "client-9", "value": { "n": 2 }, "timestamp": 1001 }
+  ],
+  "expected": [
+    { "key": "client-1", "value": { "n": 1 }, "headers": { "label": "gold" }, "timestamp": 1000 },
+    { "key": "client-9", "value": { "n": 2 }, "headers": { "label": "unknown" }, "timestamp": 1001 }
   ],
   "errors": []
 }
