@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -26,23 +26,6 @@ use sluice::config::Config;
 const RECORDS: usize = 80_000;
 const PARTITIONS: i32 = 4;
 const PASSES: usize = 3;
-
-struct Redis(std::process::Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn value() -> String {
     format!("{{\"pad\":\"{}\"}}", "x".repeat(90))
@@ -111,25 +94,8 @@ fn main() {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();
     }
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let redis_server = Redis(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let redis_server = common::RedisServer::start();
+    let port = redis_server.port;
     let embedded = EmbeddedKafka::start().unwrap();
     embedded.create_topic("in", PARTITIONS).unwrap();
     let bootstrap = embedded.bootstrap_servers().to_owned();
@@ -153,7 +119,7 @@ fn main() {
             &format!("bench-blackhole-{pass}"),
             "type = \"blackhole\"",
         ));
-        let cpu_before = (cpu_ms(redis_server.0.id()), cpu_ms(std::process::id()));
+        let cpu_before = (cpu_ms(redis_server.pid()), cpu_ms(std::process::id()));
         let xadd = rt.block_on(run_sluice(
             &bootstrap,
             &format!("bench-sluice-{pass}"),
@@ -161,7 +127,7 @@ fn main() {
         ));
         // CPU time over the XADD pass (which includes the group join, so
         // Sluice's share is an upper bound).
-        let redis_cpu = cpu_ms(redis_server.0.id()) - cpu_before.0;
+        let redis_cpu = cpu_ms(redis_server.pid()) - cpu_before.0;
         let sluice_cpu = cpu_ms(std::process::id()) - cpu_before.1;
         eprintln!(
             "pass {pass}: CPU during the XADD pass: redis-server {redis_cpu} ms, sluice (incl. embedded Kafka) {sluice_cpu} ms"

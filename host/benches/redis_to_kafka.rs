@@ -17,7 +17,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,23 +33,6 @@ const ENTRIES: usize = 50_000;
 const TOTAL: usize = STREAMS * ENTRIES;
 const BATCH: usize = 1024;
 const PASSES: usize = 3;
-
-struct Redis(std::process::Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn fill(c: &mut redis::Connection) {
     let pad = "x".repeat(60);
@@ -78,25 +60,8 @@ fn fill(c: &mut redis::Connection) {
 }
 
 fn main() {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let _redis = Redis(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let redis = common::RedisServer::start();
+    let port = redis.port;
     let url = format!("redis://127.0.0.1:{port}");
     let mut c = redis::Client::open(url.as_str())
         .unwrap()

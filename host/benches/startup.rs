@@ -12,6 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::free_port;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -19,14 +23,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSES: usize = 5;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The status code of `GET path`, or `None` if nothing answers yet.
 fn status(port: u16, path: &str) -> Option<u16> {
