@@ -6,8 +6,10 @@
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
 # tests), redis-server (Debian's package; the Redis tests start their own
 # servers on free ports, one with a TLS port), openssl (a test CA) and
-# coreutils' mkfifo (the slow-sink test), and python3 with PyYAML and pip
-# (deploy/check.sh). The
+# coreutils' mkfifo (the slow-sink test), python3 with PyYAML and pip
+# (deploy/check.sh), and node with npm: the Python and JS plugin toolchains
+# (componentize-py, componentize-js, pytest) go into target/tools
+# (scripts/plugin-tools.sh). The
 # tests start everything they talk to themselves (Kafka is librdkafka's
 # in-process mock cluster unless SLUICE_TEST_KAFKA names a broker).
 set -euo pipefail
@@ -15,19 +17,29 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 
+# A clean clone is built once: incremental caches would only take disk
+# (several GB over the test binaries) on a machine that may have little.
+export CARGO_INCREMENTAL=0
+df -h . | tail -1 | awk '{print "disk: " $4 " free before the build"}'
+
 # redis-server (built with TLS in Debian) for the Redis tests, openssl to
 # make their test CA.
 # libssl-dev and pkg-config: librdkafka is built with OpenSSL (Kafka TLS
 # and SASL); this kind of machine has them, a bare Debian may not.
 if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null \
     || ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl \
-    || ! python3 -c 'import yaml' 2>/dev/null || ! command -v pip >/dev/null; then
+    || ! python3 -c 'import yaml' 2>/dev/null || ! command -v pip >/dev/null \
+    || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl libssl-dev pkg-config python3-yaml python3-pip
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl libssl-dev pkg-config python3-yaml python3-pip nodejs npm
 fi
 # The package starts a system-wide server on 6379; the tests don't use it.
+
+# The Python and JavaScript plugin toolchains, for the polyglot tests.
+tools=$(scripts/plugin-tools.sh)
+export PATH="$tools:$PATH"
 
 # Formatting and lints first: a red lint fails CI like a red test.
 cargo fmt --all -- --check
@@ -40,12 +52,33 @@ cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# The SDKs' and example plugins' native tests (no wasm): pytest and
+# node --test.
+sdk_log=$(mktemp)
+trap 'rm -f "$log" "$sdk_log"' EXIT
+set +e
+pytest -q -p no:cacheprovider plugins/sdk-python plugins/examples-python 2>&1 | tee "$sdk_log"
+py_status=${PIPESTATUS[0]}
+node --import ./plugins/sdk-js/src/native/register.js --test \
+    plugins/sdk-js/test/ plugins/examples-js/ 2>&1 | tee -a "$sdk_log" | grep -E '^# (tests|pass|fail)'
+js_status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -eq 0 ]; then status=$py_status; fi
+if [ "$status" -eq 0 ]; then status=$js_status; fi
+
 # cargo prints one result line per test binary, the last often for a crate
-# with no doctests; end with the total.
+# with no doctests; end with the total (with the SDKs' tests).
 passed=$(grep -E '^test result:' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -E '^test result:' "$log" | awk '{s += $6} END {print s + 0}')
+py_passed=$(grep -oE '[0-9]+ passed' "$sdk_log" | awk '{s += $1} END {print s + 0}')
+py_failed=$(grep -oE '[0-9]+ failed' "$sdk_log" | awk '{s += $1} END {print s + 0}')
+js_passed=$(grep -E '^# pass ' "$sdk_log" | awk '{s += $3} END {print s + 0}')
+js_failed=$(grep -E '^# fail ' "$sdk_log" | awk '{s += $3} END {print s + 0}')
+passed=$((passed + py_passed + js_passed))
+failed=$((failed + py_failed + js_failed))
 echo
 echo "${passed} passed, ${failed} failed"
+du -sh target 2>/dev/null | awk '{print "target/: " $1}'
 
 # The image and manifests, without a Docker engine: YAML checks, hadolint,
 # and the Dockerfile's build and run steps run natively.

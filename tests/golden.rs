@@ -155,13 +155,6 @@ fn sluice_new_writes_projects_whose_build_and_fixtures_pass() {
     }
     // Refusals say what to do instead.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["new", "p", "--lang", "python"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("componentize-py"));
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["new", "new-filter"])
         .current_dir(dir.path())
         .output()

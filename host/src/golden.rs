@@ -55,8 +55,9 @@ pub struct Outcome {
 }
 
 /// The component and fixtures `target` names: a component file (`.wasm`,
-/// or `.cwasm`) with `fixtures`, or a Rust plugin crate directory, built
-/// first, whose fixtures default to `fixtures/*.json` in it.
+/// or `.cwasm`) with `fixtures`, or a plugin project directory (a Rust
+/// crate, or a project with a `build.sh`), built first, whose fixtures
+/// default to `fixtures/*.json` in it.
 pub async fn resolve(
     target: &Path,
     fixtures: Vec<PathBuf>,
@@ -81,7 +82,7 @@ pub async fn resolve(
     }
     if fixtures.is_empty() {
         bail!(
-            "name the fixtures to run against {} (or give a plugin crate directory with fixtures/*.json)",
+            "name the fixtures to run against {} (or give a plugin project directory with fixtures/*.json)",
             target.display()
         );
     }

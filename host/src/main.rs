@@ -215,11 +215,14 @@ fn scaffold(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let files = sluice::scaffold::create(dir, &name, kind, lang)?;
-    for f in &files {
-        println!("wrote {}", f.display());
-    }
+    println!("wrote {} files into {}", files.len(), dir.display());
+    let native = match lang {
+        sluice::scaffold::Lang::Rust => "cargo test",
+        sluice::scaffold::Lang::Python => "python -m pytest",
+        sluice::scaffold::Lang::Js => "npm install && npm test",
+    };
     println!(
-        "next: cd {0} && cargo test && sluice test . && sluice dev sluice.toml",
+        "next: cd {} && {native} && sluice test . && sluice dev sluice.toml",
         dir.display()
     );
     Ok(())

@@ -1,6 +1,10 @@
-//! Building a plugin crate for `wasm32-wasip2`: the one build function that
-//! both `crate =` plugins (at start-up and on a config reload) and `sluice
-//! dev` (on every source change) use.
+//! Building a plugin project into a component: the one build function that
+//! `crate =` plugins (at start-up and on a config reload), `sluice dev` (on
+//! every source change) and `sluice test` use.
+//!
+//! A Rust crate (a `Cargo.toml`) is built with cargo for `wasm32-wasip2`.
+//! Any other project (Python, JavaScript; what `sluice new` writes) has a
+//! `build.sh` that writes `plugin.wasm` next to it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +21,8 @@ pub enum BuildError {
         #[source]
         source: Arc<std::io::Error>,
     },
-    /// The directory holds no `Cargo.toml`.
-    #[error("no Cargo.toml in plugin crate directory {}", dir.display())]
+    /// The directory holds neither a `Cargo.toml` nor a `build.sh`.
+    #[error("no Cargo.toml or build.sh in plugin directory {}", dir.display())]
     NoManifest {
         /// The directory.
         dir: PathBuf,
@@ -48,8 +52,17 @@ pub enum BuildError {
         /// The last lines cargo printed.
         output: String,
     },
+    /// A project's `build.sh` failed (or could not be run); `output` is the
+    /// end of what it printed.
+    #[error("{} failed:\n{output}", script.display())]
+    Script {
+        /// The build script.
+        script: PathBuf,
+        /// The last lines it printed, or why it could not run.
+        output: String,
+    },
     /// The build succeeded but produced no component.
-    #[error("building {} produced no .wasm; is its crate-type [\"cdylib\", \"rlib\"]?", dir.display())]
+    #[error("building {} produced no component (a crate's crate-type must be [\"cdylib\", \"rlib\"]; a build.sh must write plugin.wasm)", dir.display())]
     NoComponent {
         /// The crate.
         dir: PathBuf,
@@ -72,6 +85,10 @@ pub async fn build_crate_with(dir: &Path, env: &[(&str, &str)]) -> Result<PathBu
     })?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
+        let script = dir.join(BUILD_SCRIPT);
+        if script.is_file() {
+            return build_script(dir, &script, env).await;
+        }
         return Err(BuildError::NoManifest { dir: dir.clone() });
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -125,6 +142,63 @@ pub async fn build_crate_with(dir: &Path, env: &[(&str, &str)]) -> Result<PathBu
         })
         .next()
         .ok_or_else(|| BuildError::NoComponent { dir: dir.clone() })
+}
+
+/// The build script of a project that is not a Rust crate.
+pub const BUILD_SCRIPT: &str = "build.sh";
+/// What a project's build script writes, next to it.
+pub const SCRIPT_OUTPUT: &str = "plugin.wasm";
+
+/// Runs a project's `build.sh` (with `sh`, so it need not be executable)
+/// and returns the `plugin.wasm` it wrote.
+async fn build_script(
+    dir: &Path,
+    script: &Path,
+    env: &[(&str, &str)],
+) -> Result<PathBuf, BuildError> {
+    tracing::info!(project = %dir.display(), "Building plugin project with its build.sh.");
+    let failed = |output: String| BuildError::Script {
+        script: script.to_owned(),
+        output,
+    };
+    let output = tokio::process::Command::new("sh")
+        .arg(script)
+        .current_dir(dir)
+        // componentize-py is a Rust program: its error, not its backtrace.
+        .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| failed(format!("cannot run sh: {e}")))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let tail: Vec<&str> = text.lines().filter(|l| !is_frame(l)).collect();
+        let mut tail = tail.split_at(tail.len().saturating_sub(30)).1.to_vec();
+        let hint = "hint: the build tools are componentize-py 0.25.1 (pip) and \
+             @bytecodealliance/componentize-js 0.23.0 (npm); scripts/plugin-tools.sh installs both";
+        if text.contains("not found") {
+            tail.push(hint);
+        }
+        return Err(failed(tail.join("\n")));
+    }
+    let wasm = dir.join(SCRIPT_OUTPUT);
+    if !wasm.is_file() {
+        return Err(BuildError::NoComponent {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(wasm)
+}
+
+/// A line of a Rust backtrace (`  12: name`, `      at file:line`).
+fn is_frame(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("at ")
+        || t == "Stack backtrace:"
+        || t.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether cargo failed because the wasm32-wasip2 standard library is not

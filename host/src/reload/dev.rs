@@ -18,8 +18,10 @@ use crate::wasm::PluginSlot;
 /// rebuilds it (an editor's save touches several files).
 pub const SOURCE_DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// Watches the sources (`src/`, `Cargo.toml`) of every plugin named by
-/// `crate`, and rebuilds the crate when they change. The rebuilt component
+/// Watches the sources of every plugin named by `crate` (a Rust crate's
+/// `src/` and `Cargo.toml`; the files of a project built by `build.sh`,
+/// but for what the build writes), and rebuilds the project when they
+/// change. The rebuilt component
 /// is then hot-reloaded like any changed component file; a build that fails
 /// leaves the old version serving, with cargo's errors logged and on
 /// `/plugins`.
@@ -40,7 +42,12 @@ pub fn spawn_dev(
         return;
     }
     let roots: Vec<PathBuf> = crates.keys().cloned().collect();
-    let key = move |path: &std::path::Path| roots.iter().find(|r| path.starts_with(r)).cloned();
+    let key = move |path: &std::path::Path| {
+        if is_build_output(path) {
+            return None;
+        }
+        roots.iter().find(|r| path.starts_with(r)).cloned()
+    };
     let mut changes = match Debounced::new(Events::WritesAndRemovals, SOURCE_DEBOUNCE, key) {
         Ok(w) => w,
         Err(e) => {
@@ -49,10 +56,15 @@ pub fn spawn_dev(
         }
     };
     for dir in crates.keys() {
-        for (path, mode) in [
-            (dir.join("src"), RecursiveMode::Recursive),
-            (dir.join("Cargo.toml"), RecursiveMode::NonRecursive),
-        ] {
+        let paths = if dir.join("Cargo.toml").is_file() {
+            vec![
+                (dir.join("src"), RecursiveMode::Recursive),
+                (dir.join("Cargo.toml"), RecursiveMode::NonRecursive),
+            ]
+        } else {
+            vec![(dir.clone(), RecursiveMode::NonRecursive)]
+        };
+        for (path, mode) in paths {
             if let Err(e) = changes.watch(&path, mode) {
                 tracing::warn!(path = %path.display(), error = %e, "sluice dev: cannot watch.");
             }
@@ -91,4 +103,15 @@ pub fn spawn_dev(
             }
         }
     });
+}
+
+/// What a build writes into a project's own directory (components, and
+/// editors' and Python's scratch files), which must not trigger a rebuild.
+fn is_build_output(path: &std::path::Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    path.extension()
+        .is_some_and(|e| e == "wasm" || e == "cwasm" || e == "pyc")
+        || name.starts_with('.')
+        || name.ends_with('~')
+        || name == "__pycache__"
 }

@@ -1,0 +1,40 @@
+// Keeps records whose client id is in a set or matches a pattern: the
+// JavaScript twin of the Rust `client-filter` plugin (same config, same
+// outputs).
+//
+// The client id is the record key, or a top-level JSON field of the value
+// when `field` is set. Records without an id are dropped. With
+// `only_connected`, a record is kept only while its client has an SSE
+// connection open.
+import { filter, connected, globMatch, InvalidConfig, RecordError } from './sluice-sdk/sluice.js';
+
+function config(c) {
+  const clients = new Set(c.clients ?? []);
+  const patterns = c.patterns ?? [];
+  const onlyConnected = c.only_connected ?? false;
+  if (!clients.size && !patterns.length && !onlyConnected) {
+    throw new InvalidConfig('config: set `clients`, `patterns` or `only_connected`, or every record is dropped');
+  }
+  return { clients, patterns, field: c.field ?? null, onlyConnected, anyClient: !clients.size && !patterns.length };
+}
+
+function clientId(record, c) {
+  if (c.field === null) return record.keyStr;
+  const value = record.json();
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new RecordError('value is not a JSON object');
+  }
+  const v = value[c.field];
+  if (v === undefined || v === null || typeof v === 'string') return v ?? null;
+  return JSON.stringify(v);
+}
+
+export const filterApi = filter(
+  (record, c) => {
+    const id = clientId(record, c);
+    if (id === null) return false;
+    const listed = c.anyClient || c.clients.has(id) || c.patterns.some((p) => globMatch(p, id));
+    return listed && (!c.onlyConnected || connected(id));
+  },
+  { config, keys: ['clients', 'patterns', 'field', 'only_connected'] },
+);
