@@ -117,9 +117,11 @@ async fn a_route_of_python_and_js_plugins_writes_what_the_rust_route_writes() {
         path = "{rust_transform}"
         config = {{ fields = ["client_id", "event"], rename = {{ event = "type" }}, headers = {{ via = "sluice" }} }}
         [plugins.py-filter]
+        memory_limit = "256MiB"
         path = "{py_filter}"
         config = {{ clients = ["client-1", "client-2"], patterns = ["vip-*"] }}
         [plugins.js-project]
+        memory_limit = "256MiB"
         path = "{js_transform}"
         config = {{ fields = ["client_id", "event"], rename = {{ event = "type" }}, headers = {{ via = "sluice" }} }}
         [sinks.rust]
@@ -236,4 +238,98 @@ fn a_failing_build_script_is_reported_with_its_output() {
     assert!(!ok, "{text}");
     assert!(text.contains("build.sh failed"), "{text}");
     assert!(text.contains("no_such_module"), "{text}");
+}
+
+/// `sluice new` → `sluice dev` in Python and in JS: the project is built at
+/// start, and an edit to its source is rebuilt and hot-reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_dev_hot_reloads_an_edited_python_or_js_plugin() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (lang, source) in [("python", "app.py"), ("js", "plugin.js")] {
+        let name = format!("dev-{lang}");
+        let (ok, text) = sluice(
+            tmp.path(),
+            &["new", &name, "--kind", "transform", "--lang", lang],
+        );
+        assert!(ok, "{text}");
+        let project = tmp.path().join(&name);
+        let out = project.join("out.jsonl");
+        let port = free_port();
+        std::fs::write(
+            project.join("dev.toml"),
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+[sources.in]
+type = "http"
+[plugins.tag]
+crate = "."
+memory_limit = "256MiB"
+config = {{ prefix = "client-" }}
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+[routes.r]
+from = "in"
+through = ["tag"]
+to = {{ default = ["out"], matched = ["out"] }}
+"#
+            ),
+        )
+        .unwrap();
+        let _sluice = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["dev", "dev.toml"])
+                .current_dir(&project)
+                .env("PATH", tool_path())
+                .env("SLUICE_CACHE_DIR", cache_dir())
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        let matched = |n: usize| {
+            let out = out.clone();
+            async move {
+                let (status, body) = post_ndjson(
+                    addr,
+                    "in",
+                    &[serde_json::json!({"key": "client-1", "value": n})],
+                )
+                .await;
+                assert!(status.is_success(), "{status}: {body}");
+                let lines = read_lines(&out);
+                headers(lines.last().unwrap())["matched"].clone()
+            }
+        };
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: sluice dev did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_ready(addr).await;
+        assert_eq!(matched(0).await, "yes", "{lang}");
+        let file = project.join(source);
+        let edited = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("'yes'", "'edited'")
+            .replace("\"yes\"", "\"edited\"");
+        std::fs::write(&file, edited).unwrap();
+        let mut n = 1;
+        while matched(n).await != "edited" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: never reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            n += 1;
+        }
+        // Nothing lost across the swap: one output per record posted.
+        assert_eq!(read_lines(&out).len(), n + 1, "{lang}");
+    }
 }

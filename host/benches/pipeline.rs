@@ -19,7 +19,7 @@ use sluice::pipeline::{Chain, StageSpec};
 use sluice::record::{FlatBatch, Origin};
 use sluice::sources::generator::push_event;
 use sluice::wasm::load_plugin;
-use sluice_sdk::{Filter, Transform, run_filter, run_transform};
+use sluice_sdk::{run_filter, run_transform};
 
 mod common;
 use common::{compare, rate};
@@ -112,26 +112,8 @@ fn main() {
         bytes as f64 / records as f64
     );
 
-    let filter_config = serde_json::json!({
-        "clients": ["client-0", "client-2", "client-4", "client-6", "client-8"]
-    });
-    let transform_config = serde_json::json!({
-        "fields": ["client_id", "seq", "event", "amount"],
-        "rename": {"event": "type"},
-        "headers": {"via": "sluice"},
-    });
-    let native_filter = || {
-        client_filter::ClientFilter::init(
-            sluice_sdk::testing::config(filter_config.clone()).unwrap(),
-        )
-        .unwrap()
-    };
-    let native_transform = || {
-        json_transform::JsonTransform::init(
-            sluice_sdk::testing::config(transform_config.clone()).unwrap(),
-        )
-        .unwrap()
-    };
+    let native_filter = common::native_client_filter;
+    let native_transform = common::native_json_transform;
     let metrics = Metrics::new();
     let spec = |p: &sluice::wasm::LoadedPlugin| StageSpec {
         plugin: sluice::wasm::PluginSlot::fixed(Arc::clone(&p.plugin)),

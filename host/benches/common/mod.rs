@@ -158,3 +158,25 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// `client-filter` compiled natively, with the benches' config: keep 5 of
+/// the generator's 10 client ids.
+pub fn native_client_filter() -> client_filter::ClientFilter {
+    use sluice_sdk::Filter as _;
+    let config = serde_json::json!({
+        "clients": ["client-0", "client-2", "client-4", "client-6", "client-8"]
+    });
+    client_filter::ClientFilter::init(sluice_sdk::testing::config(config).unwrap()).unwrap()
+}
+
+/// `json-transform` compiled natively, with the benches' config: 4 fields,
+/// one renamed, a header added.
+pub fn native_json_transform() -> json_transform::JsonTransform {
+    use sluice_sdk::Transform as _;
+    let config = serde_json::json!({
+        "fields": ["client_id", "seq", "event", "amount"],
+        "rename": {"event": "type"},
+        "headers": {"via": "sluice"},
+    });
+    json_transform::JsonTransform::init(sluice_sdk::testing::config(config).unwrap()).unwrap()
+}

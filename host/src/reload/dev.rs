@@ -43,10 +43,13 @@ pub fn spawn_dev(
     }
     let roots: Vec<PathBuf> = crates.keys().cloned().collect();
     let key = move |path: &std::path::Path| {
-        if is_build_output(path) {
+        let root = roots.iter().find(|r| path.starts_with(r))?;
+        // In a project's own directory, only its sources count: not the
+        // component its build writes, nor what a route writes there.
+        if path.parent() == Some(root.as_path()) && !is_source(path) {
             return None;
         }
-        roots.iter().find(|r| path.starts_with(r)).cloned()
+        Some(root.clone())
     };
     let mut changes = match Debounced::new(Events::WritesAndRemovals, SOURCE_DEBOUNCE, key) {
         Ok(w) => w,
@@ -105,13 +108,16 @@ pub fn spawn_dev(
     });
 }
 
-/// What a build writes into a project's own directory (components, and
-/// editors' and Python's scratch files), which must not trigger a rebuild.
-fn is_build_output(path: &std::path::Path) -> bool {
+/// A project's source file (a build.sh project's top-level files, and a
+/// crate's `Cargo.toml`): the languages' sources, their manifests, the WIT
+/// and the build script.
+fn is_source(path: &std::path::Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    path.extension()
-        .is_some_and(|e| e == "wasm" || e == "cwasm" || e == "pyc")
-        || name.starts_with('.')
-        || name.ends_with('~')
-        || name == "__pycache__"
+    !name.starts_with('.')
+        && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            matches!(
+                e,
+                "py" | "js" | "mjs" | "cjs" | "json" | "wit" | "sh" | "toml"
+            )
+        })
 }

@@ -143,10 +143,11 @@ hash = "labels""#,
         ),
         _ => (r#"{ prefix = "client-" }"#, ""),
     };
-    let what = if lang == Lang::Rust {
-        "crate"
-    } else {
-        "project"
+    let (what, memory) = match lang {
+        Lang::Rust => ("crate", ""),
+        // The Python and JS runtimes' heaps outgrow the default 64 MiB
+        // under a steady stream of batches.
+        Lang::Python | Lang::Js => ("project", "\nmemory_limit = \"256MiB\""),
     };
     format!(
         r#"# Run with `sluice dev sluice.toml`: the {what} is rebuilt and hot-reloaded
@@ -159,7 +160,7 @@ type = "http"
 {tables}
 [plugins.{name}]
 crate = "."
-config = {config}
+config = {config}{memory}
 
 [sinks.out]
 type = "stdout"
