@@ -159,8 +159,8 @@ hash = "labels""#,
 type = "http"
 {tables}
 [plugins.{name}]
-crate = "."
-config = {config}{memory}
+crate = "."{memory}
+config = {config}
 
 [sinks.out]
 type = "stdout"
