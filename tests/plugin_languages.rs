@@ -37,8 +37,16 @@ fn tool_path() -> OsString {
     std::env::join_paths(dirs).unwrap()
 }
 
+/// The compile cache the `sluice` processes of this test binary share,
+/// emptied once per run: the cache has no eviction, and every scaffolded
+/// project is a new 37 MB entry.
 fn cache_dir() -> PathBuf {
-    workspace().join("target").join("sluice-test-compile-cache")
+    static CLEARED: std::sync::Once = std::sync::Once::new();
+    let dir = workspace().join("target").join("sluice-test-compile-cache");
+    CLEARED.call_once(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    dir
 }
 
 /// Runs `sluice ARGS` in `dir` with the tools on PATH and the shared cache.
