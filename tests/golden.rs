@@ -17,12 +17,7 @@ fn sluice_test(args: &[&std::ffi::OsStr]) -> (bool, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::outcome(&out)
 }
 
 #[test]

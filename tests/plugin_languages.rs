@@ -62,12 +62,7 @@ fn run(cmd: &mut Command, dir: &Path) -> (bool, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::outcome(&out)
 }
 
 fn example(lang: &str, name: &str) -> PathBuf {

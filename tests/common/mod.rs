@@ -448,3 +448,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Whether a finished command succeeded, and its stdout then stderr.
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
