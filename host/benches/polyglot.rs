@@ -6,6 +6,8 @@
 //!
 //!     PATH="$(scripts/plugin-tools.sh):$PATH" cargo bench -p sluice --bench polyglot
 //!
+//! `POLYGLOT_LANGS=python,js` runs only those languages (native always runs).
+//!
 //! Input as in the pipeline bench: the generator's ~110-byte JSON events
 //! over 10 client ids in batches of 1,024; the filter keeps 5 of the 10
 //! clients, the transform projects 4 fields and adds a header.
@@ -32,6 +34,10 @@ const BATCHES: usize = 200;
 const CLIENTS: usize = 10;
 const FILTER_CONFIG: &str =
     r#"{ clients = ["client-0", "client-2", "client-4", "client-6", "client-8"] }"#;
+/// The same filter with a pattern that matches nothing: the Python and JS
+/// examples then run their per-record function (`batch.map`) instead of
+/// the key column, so this column is the SDKs' per-record cost.
+const FILTER_EACH_CONFIG: &str = r#"{ clients = ["client-0", "client-2", "client-4", "client-6", "client-8"], patterns = ["nobody-*"] }"#;
 const TRANSFORM_CONFIG: &str = r#"{ fields = ["client_id", "seq", "event", "amount"], rename = { event = "type" }, headers = { via = "sluice" } }"#;
 
 fn batches() -> Vec<FlatBatch> {
@@ -75,6 +81,14 @@ fn main() {
             "examples-js/json-transform",
         ),
     ];
+    let only = std::env::var("POLYGLOT_LANGS").ok();
+    let langs: Vec<_> = langs
+        .into_iter()
+        .filter(|(lang, ..)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|l| l == *lang))
+        })
+        .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Built first (cargo, or the project's build.sh), so the load below
     // times the compile alone.
@@ -83,21 +97,22 @@ fn main() {
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
     };
     let mut text = String::new();
-    for (lang, filter, transform) in langs {
+    for &(lang, filter, transform) in &langs {
         // The Python and JS runtimes' heaps need more than the default
         // 64 MiB under a steady stream of batches (see the README).
         let memory = if lang == "rust" { "64MiB" } else { "256MiB" };
+        let (filter, transform) = (build(filter), build(transform));
+        let (filter, transform) = (filter.display(), transform.display());
         text.push_str(&format!(
-            "[plugins.{lang}-filter]\npath = \"{}\"\nconfig = {FILTER_CONFIG}\nmemory_limit = \"{memory}\"\n\
-             [plugins.{lang}-transform]\npath = \"{}\"\nconfig = {TRANSFORM_CONFIG}\nmemory_limit = \"{memory}\"\n",
-            build(filter).display(),
-            build(transform).display()
+            "[plugins.{lang}-filter]\npath = \"{filter}\"\nconfig = {FILTER_CONFIG}\nmemory_limit = \"{memory}\"\n\
+             [plugins.{lang}-each]\npath = \"{filter}\"\nconfig = {FILTER_EACH_CONFIG}\nmemory_limit = \"{memory}\"\n\
+             [plugins.{lang}-transform]\npath = \"{transform}\"\nconfig = {TRANSFORM_CONFIG}\nmemory_limit = \"{memory}\"\n"
         ));
     }
     // A config needs a route; this one is never started.
     text.push_str(
         "[sources.gen]\ntype = \"generator\"\n[sinks.out]\ntype = \"blackhole\"\n\
-         [routes.r]\nfrom = \"gen\"\nthrough = [\"rust-filter\"]\nto = [\"out\"]\n",
+         [routes.r]\nfrom = \"gen\"\nto = [\"out\"]\n",
     );
     let config = Config::parse(&text, Path::new("."), |_| None).unwrap();
     let input = batches();
@@ -126,18 +141,19 @@ fn main() {
     let (native_transform, projected) =
         best(&input, |b| run_transform(&mut t, &b.clone()).outputs.len());
     println!(
-        "{:<8} {:>14} {:>14} {:>10} {:>10}",
-        "", "filter rec/s", "transform rec/s", "size", "load"
+        "{:<8} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "", "filter rec/s", "per-rec rec/s", "transform rec/s", "size", "load"
     );
     println!(
-        "{:<8} {:>14.0} {:>14.0} {:>10} {:>10}",
+        "{:<8} {:>14.0} {:>14} {:>14.0} {:>10} {:>10}",
         "native",
         rate(records, native_filter),
+        "-",
         rate(records, native_transform),
         "-",
         "-"
     );
-    for (lang, ..) in langs {
+    for &(lang, ..) in &langs {
         let load = |name: String| {
             let started = Instant::now();
             let p = rt
@@ -146,23 +162,27 @@ fn main() {
             (p, started.elapsed())
         };
         let (filter, load_filter) = load(format!("{lang}-filter"));
+        let (each, _) = load(format!("{lang}-each"));
         let (transform, _) = load(format!("{lang}-transform"));
         let size = std::fs::metadata(&filter.file)
             .map(|m| m.len())
             .unwrap_or(0);
         let mut chain = Chain::new("f", 0, &[spec(&filter)], &metrics);
         let (ft, fout) = best(&input, |b| chain.process(b.clone()).records.len());
+        let mut chain = Chain::new("e", 0, &[spec(&each)], &metrics);
+        let (et, eout) = best(&input, |b| chain.process(b.clone()).records.len());
         let mut chain = Chain::new("t", 0, &[spec(&transform)], &metrics);
         let (tt, tout) = best(&input, |b| chain.process(b.clone()).records.len());
         assert_eq!(
-            (fout, tout),
-            (kept, projected),
+            (fout, eout, tout),
+            (kept, kept, projected),
             "{lang}: outputs differ from native"
         );
         println!(
-            "{:<8} {:>14.0} {:>14.0} {:>9.1}M {:>9.2}s   ({:.1}x / {:.1}x native time)",
+            "{:<8} {:>14.0} {:>14.0} {:>14.0} {:>9.1}M {:>9.2}s   ({:.1}x / {:.1}x native time)",
             lang,
             rate(records, ft),
+            rate(records, et),
             rate(records, tt),
             size as f64 / 1e6,
             load_filter.as_secs_f64(),

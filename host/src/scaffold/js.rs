@@ -4,10 +4,14 @@
 
 use super::{Kind, WIT};
 
-const SDK: [(&str, &str); 10] = [
+const SDK: [(&str, &str); 11] = [
     (
         "sluice-sdk/sluice.js",
         include_str!("../../../plugins/sdk-js/src/sluice.js"),
+    ),
+    (
+        "sluice-sdk/batch.js",
+        include_str!("../../../plugins/sdk-js/src/batch.js"),
     ),
     (
         "sluice-sdk/join.js",

@@ -20,8 +20,9 @@ mod rust;
 use std::path::{Path, PathBuf};
 
 /// The WIT files, for the Python and JS projects' builds.
-const WIT: [(&str, &str); 7] = [
+const WIT: [(&str, &str); 8] = [
     ("wit/log.wit", include_str!("../../../wit/log.wit")),
+    ("wit/packed.wit", include_str!("../../../wit/packed.wit")),
     ("wit/plugin.wit", include_str!("../../../wit/plugin.wit")),
     (
         "wit/presence.wit",

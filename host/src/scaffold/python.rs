@@ -4,7 +4,7 @@
 
 use super::{Kind, WIT};
 
-const SDK: [(&str, &str); 3] = [
+const SDK: [(&str, &str); 5] = [
     (
         "sluice_sdk/__init__.py",
         include_str!("../../../plugins/sdk-python/sluice_sdk/__init__.py"),
@@ -12,6 +12,14 @@ const SDK: [(&str, &str); 3] = [
     (
         "sluice_sdk/_host.py",
         include_str!("../../../plugins/sdk-python/sluice_sdk/_host.py"),
+    ),
+    (
+        "sluice_sdk/batch.py",
+        include_str!("../../../plugins/sdk-python/sluice_sdk/batch.py"),
+    ),
+    (
+        "sluice_sdk/output.py",
+        include_str!("../../../plugins/sdk-python/sluice_sdk/output.py"),
     ),
     (
         "sluice_sdk/testing.py",
@@ -48,9 +56,11 @@ fn build_script(kind: Kind) -> String {
         r#"#!/bin/sh
 # Builds plugin.wasm from app.py with componentize-py 0.25.1:
 #   pip install componentize-py==0.25.1
+# The packed-* world carries the batch's integer columns as bytes, which
+# Python decodes with one call per column instead of one int per element.
 set -eu
 cd "$(dirname "$0")"
-exec componentize-py -d wit -w {world} componentize app -p . -o plugin.wasm
+exec componentize-py -d wit -w packed-{world} componentize app -p . -o plugin.wasm
 "#,
         world = kind.word()
     )

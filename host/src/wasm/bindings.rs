@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::exports::sluice::plugin::filter_api;
-pub use self::exports::sluice::plugin::transform_api;
-pub use self::sluice::plugin::{log, presence, state, tables, types};
+pub use self::exports::sluice::plugin::{
+    filter_api, packed_filter_api, packed_transform_api, transform_api,
+};
+pub use self::sluice::plugin::{log, packed_types, presence, state, tables, types};

@@ -13,7 +13,7 @@ use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, presence, state, tables, types};
+use super::bindings::{log, packed_types, presence, state, tables, types};
 use super::plugin::Limits;
 use super::state::{PluginStates, StateTxn};
 use crate::tables::{Table, Tables};
@@ -185,6 +185,8 @@ pub struct OpenTable(Arc<Table>);
 impl tables::Host for StoreState {}
 
 impl types::Host for StoreState {}
+
+impl packed_types::Host for StoreState {}
 
 impl tables::HostTable for StoreState {
     fn open(

@@ -7,6 +7,7 @@ pub mod disk_cache;
 mod engine;
 pub(crate) mod host;
 mod loader;
+mod packed;
 mod plugin;
 mod slot;
 mod state;
@@ -65,7 +66,7 @@ pub enum WasmError {
     Link(String),
     /// The component exports neither plugin interface.
     #[error(
-        "the component exports neither sluice:plugin/filter-api@0.1.0 nor sluice:plugin/transform-api@0.1.0 (it exports: {0}); build it for one of the worlds `filter`, `transform` or `join` in wit/worlds.wit (sluice-sdk's export_filter!/export_transform!/export_join!, `componentize-py -w filter`, `componentize-js --world-name filter`)"
+        "the component exports none of sluice:plugin/filter-api@0.1.0, transform-api@0.1.0, packed-filter-api@0.1.0 or packed-transform-api@0.1.0 (it exports: {0}); build it for one of the worlds in wit/worlds.wit: `filter`, `transform`, `join`, or their `packed-` twins (sluice-sdk's export_filter!/export_transform!/export_join!, `componentize-py -w packed-filter`, `componentize-js --world-name filter`)"
     )]
     NotAPlugin(String),
     /// The plugin's `init` refused its config.

@@ -8,19 +8,21 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
 use super::WasmError;
-use super::bindings::{filter_api, transform_api, types};
+use super::bindings::{filter_api, packed_filter_api, packed_transform_api, transform_api, types};
 use super::checks::{check_filter, check_transform};
 use super::engine::WasmEngine;
 use super::host::{HostImports, InstanceLabel, StoreState};
+use super::packed;
 use crate::record::{FlatBatch, Origin};
 use sluice_format::{FilterOutcome, InitError, RecordError, TransformOutcome};
 
 /// Which export a plugin has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginKind {
-    /// `sluice:plugin/filter-api`.
+    /// `sluice:plugin/filter-api` or `packed-filter-api`.
     Filter,
-    /// `sluice:plugin/transform-api` (transform and join worlds).
+    /// `sluice:plugin/transform-api` or `packed-transform-api` (transform
+    /// and join worlds).
     Transform,
 }
 
@@ -36,11 +38,15 @@ impl std::fmt::Display for PluginKind {
 enum Indices {
     Filter(filter_api::GuestIndices),
     Transform(transform_api::GuestIndices),
+    PackedFilter(packed_filter_api::GuestIndices),
+    PackedTransform(packed_transform_api::GuestIndices),
 }
 
 enum Exports {
     Filter(filter_api::Guest),
     Transform(transform_api::Guest),
+    PackedFilter(packed_filter_api::Guest),
+    PackedTransform(packed_transform_api::Guest),
 }
 
 /// Limits applied to every instance of a plugin.
@@ -105,6 +111,10 @@ impl Plugin {
             (PluginKind::Filter, Indices::Filter(ix))
         } else if let Ok(ix) = transform_api::GuestIndices::new(&pre) {
             (PluginKind::Transform, Indices::Transform(ix))
+        } else if let Ok(ix) = packed_filter_api::GuestIndices::new(&pre) {
+            (PluginKind::Filter, Indices::PackedFilter(ix))
+        } else if let Ok(ix) = packed_transform_api::GuestIndices::new(&pre) {
+            (PluginKind::Transform, Indices::PackedTransform(ix))
         } else {
             let exports: Vec<String> = component
                 .component_type()
@@ -154,11 +164,17 @@ impl Plugin {
         let exports = match &self.indices {
             Indices::Filter(ix) => ix.load(&mut store, &instance).map(Exports::Filter),
             Indices::Transform(ix) => ix.load(&mut store, &instance).map(Exports::Transform),
+            Indices::PackedFilter(ix) => ix.load(&mut store, &instance).map(Exports::PackedFilter),
+            Indices::PackedTransform(ix) => {
+                ix.load(&mut store, &instance).map(Exports::PackedTransform)
+            }
         }
         .map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let init = match &exports {
             Exports::Filter(g) => g.call_init(&mut store, &self.config_json),
             Exports::Transform(g) => g.call_init(&mut store, &self.config_json),
+            Exports::PackedFilter(g) => g.call_init(&mut store, &self.config_json),
+            Exports::PackedTransform(g) => g.call_init(&mut store, &self.config_json),
         };
         match init {
             Ok(Ok(())) => {
@@ -189,15 +205,24 @@ pub struct Instance {
 impl Instance {
     /// Runs the filter over `batch`. Gives the batch back either way.
     pub fn filter(&mut self, batch: FlatBatch) -> (FlatBatch, Result<FilterOutcome, WasmError>) {
-        let Exports::Filter(guest) = &self.exports else {
-            return (batch, Err(WasmError::WrongKind(PluginKind::Transform)));
-        };
         self.store
             .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
         refuel(&mut self.store, self.limits);
-        let input = to_wit(batch);
-        let result = guest.call_filter(&mut self.store, &input);
-        let batch = from_wit(input);
+        let (batch, result) = match &self.exports {
+            Exports::Filter(guest) => {
+                let input = to_wit(batch);
+                let result = guest.call_filter(&mut self.store, &input);
+                (from_wit(input), result)
+            }
+            Exports::PackedFilter(guest) => {
+                let (input, kept) = packed::to_packed(batch);
+                let result = guest.call_filter(&mut self.store, &input);
+                (packed::restore(input, kept), result)
+            }
+            Exports::Transform(_) | Exports::PackedTransform(_) => {
+                return (batch, Err(WasmError::WrongKind(PluginKind::Transform)));
+            }
+        };
         let result = match result {
             Ok(r) => {
                 let outcome = FilterOutcome {
@@ -217,26 +242,37 @@ impl Instance {
         &mut self,
         batch: FlatBatch,
     ) -> (FlatBatch, Result<TransformOutcome, WasmError>) {
-        let Exports::Transform(guest) = &self.exports else {
-            return (batch, Err(WasmError::WrongKind(PluginKind::Filter)));
-        };
         self.store
             .set_epoch_deadline(WasmEngine::ticks(self.limits.timeout));
         refuel(&mut self.store, self.limits);
-        let input = to_wit(batch);
-        let result = guest.call_transform(&mut self.store, &input);
-        let batch = from_wit(input);
-        let result = match result {
-            Ok(r) => {
-                let outcome = TransformOutcome {
-                    outputs: from_wit(r.outputs),
-                    inputs: r.inputs,
-                    port_names: r.port_names,
-                    ports: r.ports,
-                    errors: r.errors.into_iter().map(from_wit_error).collect(),
-                };
-                check_transform(&outcome, batch.len()).map(|()| outcome)
+        let (batch, result) = match &self.exports {
+            Exports::Transform(guest) => {
+                let input = to_wit(batch);
+                let result = guest.call_transform(&mut self.store, &input);
+                let result = result.map(|r| {
+                    Ok(TransformOutcome {
+                        outputs: from_wit(r.outputs),
+                        inputs: r.inputs,
+                        port_names: r.port_names,
+                        ports: r.ports,
+                        errors: r.errors.into_iter().map(from_wit_error).collect(),
+                    })
+                });
+                (from_wit(input), result)
             }
+            Exports::PackedTransform(guest) => {
+                let (input, kept) = packed::to_packed(batch);
+                let result = guest.call_transform(&mut self.store, &input);
+                let result = result.map(|r| packed::outcome(r, from_wit_error));
+                (packed::restore(input, kept), result)
+            }
+            Exports::Filter(_) | Exports::PackedFilter(_) => {
+                return (batch, Err(WasmError::WrongKind(PluginKind::Filter)));
+            }
+        };
+        let result = match result {
+            Ok(Ok(outcome)) => check_transform(&outcome, batch.len()).map(|()| outcome),
+            Ok(Err(bad)) => Err(WasmError::BadOutput(bad)),
             Err(e) => Err(classify(e, &self.store, self.limits)),
         };
         self.end_call(result.is_ok());

@@ -6,7 +6,7 @@
 // when `field` is set. Records without an id are dropped. With
 // `only_connected`, a record is kept only while its client has an SSE
 // connection open.
-import { filter, connected, globMatch, InvalidConfig, RecordError } from './sluice-sdk/sluice.js';
+import { filterBatch, connected, globMatch, InvalidConfig, RecordError } from './sluice-sdk/sluice.js';
 
 function config(c) {
   const clients = new Set(c.clients ?? []);
@@ -29,12 +29,27 @@ function clientId(record, c) {
   return JSON.stringify(v);
 }
 
-export const filterApi = filter(
-  (record, c) => {
-    const id = clientId(record, c);
-    if (id === null) return false;
-    const listed = c.anyClient || c.clients.has(id) || c.patterns.some((p) => globMatch(p, id));
-    return listed && (!c.onlyConnected || connected(id));
+function keepOne(record, c) {
+  const id = clientId(record, c);
+  if (id === null) return false;
+  const listed = c.anyClient || c.clients.has(id) || c.patterns.some((p) => globMatch(p, id));
+  return listed && (!c.onlyConnected || connected(id));
+}
+
+export const filterApi = filterBatch(
+  (batch, c) => {
+    if (c.field === null && !c.patterns.length && !c.onlyConnected) {
+      // The common case is one set lookup per key: read the key column,
+      // decoded once for the batch, and make no Record per record.
+      // (A for loop: in SpiderMonkey without its JIT, `map` costs twice
+      // as much per element.)
+      const { clients } = c;
+      const keys = batch.keyStrs();
+      const keep = new Uint8Array(keys.length);
+      for (let i = 0; i < keys.length; i++) if (clients.has(keys[i])) keep[i] = 1;
+      return keep;
+    }
+    return batch.map((record) => keepOne(record, c));
   },
   { config, keys: ['clients', 'patterns', 'field', 'only_connected'] },
 );

@@ -30,3 +30,10 @@ test('refuses a config that drops everything, and unknown keys', () => {
   assert.equal(testing.init(filterApi, {}).tag, 'invalid-config');
   assert.match(testing.init(filterApi, { clients: ['a'], client: 'b' }).val, /^config\.client: unknown key/);
 });
+
+test('clients only reads the key column', () => {
+  const keys = ['c1', null, 'c2', 'c1', '\u00e9t\u00e9'];
+  const out = testing.runFilter(filterApi, { clients: ['c1', '\u00e9t\u00e9'] }, keys.map((key) => record('{}', { key })));
+  assert.deepEqual(out.kept.map((r) => r.key), ['c1', 'c1', '\u00e9t\u00e9']);
+  assert.deepEqual(out.errors, []);
+});

@@ -42,3 +42,9 @@ def test_refuses_a_config_that_drops_everything():
     with pytest.raises(testing.InitError) as e:
         testing.init(app.keep, {"clients": ["a"], "client": "b"})
     assert e.value.message.startswith("config.client: unknown key")
+
+
+def test_clients_only_reads_the_key_column():
+    keys = ["c1", None, "c2", "c1", "\u00e9t\u00e9"]
+    out = testing.filter(app.keep, {"clients": ["c1", "\u00e9t\u00e9"]}, [record("{}", key=k) for k in keys])
+    assert [r.key for r in out.kept] == ["c1", "c1", "\u00e9t\u00e9"] and out.errors == []

@@ -1,3 +1,3 @@
 #!/bin/sh
 # Builds plugin.wasm here (see ../build.sh).
-cd "$(dirname "$0")" && exec sh ../build.sh transform
+cd "$(dirname "$0")" && exec sh ../build.sh packed-transform

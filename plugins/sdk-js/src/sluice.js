@@ -4,114 +4,30 @@
 //   export const filterApi = filter((record, config) => config.clients.includes(record.keyStr));
 //
 // `filter`, `transform` and `join` turn a plain per-record function into the
-// object componentize-js exports (`filterApi` or `transformApi`). Records are
-// views into the batch the host sent: `record.key` and `record.value` are
-// `subarray`s of its buffers, made only when asked for. An exception thrown
-// for one record becomes that record's error (the stage's `on_error` policy
-// handles it); the other records are unaffected.
+// object componentize-js exports (`filterApi` or `transformApi`);
+// `filterBatch` takes a function of the whole batch, one call per batch,
+// which is the fast way when a column decides (`batch.keyStrs()`). Records
+// are views into the batch the host sent (batch.js): `record.key` and
+// `record.value` are `subarray`s of its buffers, made only when asked for.
+// An exception thrown for one record becomes that record's error (the
+// stage's `on_error` policy handles it); the other records are unaffected.
 
 import { log as hostLog } from 'sluice:plugin/log@0.1.0';
 import { connected as hostConnected } from 'sluice:plugin/presence@0.1.0';
 import * as hostState from 'sluice:plugin/state@0.1.0';
 
-export const FLAG_HAS_KEY = 1;
-export const FLAG_NULL_VALUE = 2;
+import { Batch, Record, RecordError, FLAG_HAS_KEY, FLAG_NULL_VALUE, message } from './batch.js';
+
+export { Batch, Record, RecordError, FLAG_HAS_KEY, FLAG_NULL_VALUE };
 /** Default of `out.emit`'s `key` and `value`: the input record's own. */
 export const KEEP = Symbol('keep');
 
-const utf8 = new TextDecoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
 
-/** One record could not be handled; the message is for an operator. */
-export class RecordError extends Error {}
 /** Thrown at init: the stage's config does not suit the plugin. Name the key. */
 export class InvalidConfig extends Error {}
 /** Thrown at init for any other reason the plugin cannot start. */
 export class InitFailed extends Error {}
-
-/** One record of a batch, read in place. */
-export class Record {
-  constructor(batch, index) {
-    this.batch = batch;
-    this.index = index;
-  }
-  #range(ends) {
-    const i = this.index;
-    return [i ? ends[i - 1] : 0, ends[i]];
-  }
-  get hasKey() {
-    return (this.batch.recordFlags[this.index] & FLAG_HAS_KEY) !== 0;
-  }
-  /** The key's bytes (a view), or null when the record has no key. */
-  get key() {
-    if (!this.hasKey) return null;
-    const [a, b] = this.#range(this.batch.keyEnds);
-    return this.batch.keys.subarray(a, b);
-  }
-  /** The key as UTF-8 text; null without a key or when it is not UTF-8. */
-  get keyStr() {
-    const key = this.key;
-    if (key === null) return null;
-    try {
-      return utf8Strict.decode(key);
-    } catch {
-      return null;
-    }
-  }
-  /** Whether the value is null (a Kafka tombstone). */
-  get isNull() {
-    return (this.batch.recordFlags[this.index] & FLAG_NULL_VALUE) !== 0;
-  }
-  /** The value's bytes (a view; empty for a null value). */
-  get value() {
-    const [a, b] = this.#range(this.batch.valueEnds);
-    return this.batch.values.subarray(a, b);
-  }
-  /** The value as text. */
-  get valueStr() {
-    return utf8.decode(this.value);
-  }
-  /** The value parsed as JSON; throws a RecordError naming the problem. */
-  json() {
-    try {
-      return JSON.parse(this.valueStr);
-    } catch (e) {
-      throw new RecordError(`value is not JSON: ${e.message}`);
-    }
-  }
-  /** Milliseconds since the Unix epoch. */
-  get timestamp() {
-    return Number(this.batch.timestamps[this.index]);
-  }
-  /** The Kafka offset, or the milliseconds part of a Redis entry id. */
-  get offset() {
-    return Number(this.batch.offsets[this.index]);
-  }
-  /** Where the batch came from: `{source, topic, partition, db}`. */
-  get origin() {
-    return this.batch.origin;
-  }
-  /** The headers as [name, value bytes] pairs, in order. */
-  get headers() {
-    const b = this.batch;
-    const [first, last] = this.#range(b.recordHeaderEnds);
-    const ends = b.headerEnds;
-    const out = [];
-    for (let h = first; h < last; h++) {
-      const n0 = h ? ends[2 * h - 1] : 0;
-      const n1 = ends[2 * h];
-      const v1 = ends[2 * h + 1];
-      out.push([utf8.decode(b.headerBytes.subarray(n0, n1)), b.headerBytes.subarray(n1, v1)]);
-    }
-    return out;
-  }
-  /** The value of the first header called `name`, or null. */
-  header(name) {
-    const found = this.headers.find(([n]) => n === name);
-    return found ? found[1] : null;
-  }
-}
 
 /**
  * Bytes for a Uint8Array (or any typed array view), a string (UTF-8), or
@@ -264,12 +180,6 @@ export class Output {
   }
 }
 
-function message(e) {
-  if (e instanceof RecordError) return e.message;
-  if (e instanceof Error) return `${e.name}: ${e.message}`;
-  return String(e);
-}
-
 /** What `init` throws, in the shape componentize-js maps to `init-error`. */
 function initError(e) {
   if (e instanceof InvalidConfig) return { tag: 'invalid-config', val: e.message };
@@ -311,8 +221,9 @@ function plugin(kind, fn, options = {}) {
   if (kind === 'filter') {
     return {
       init,
-      filter(batch) {
-        const n = batch.recordFlags.length;
+      filter(raw) {
+        const batch = new Batch(raw);
+        const n = batch.length;
         const keep = new Uint8Array(n);
         const errors = [];
         for (let i = 0; i < n; i++) {
@@ -326,9 +237,36 @@ function plugin(kind, fn, options = {}) {
       },
     };
   }
+  if (kind === 'filterBatch') {
+    return {
+      init,
+      filter(raw) {
+        const batch = new Batch(raw);
+        const n = batch.length;
+        let keep;
+        try {
+          const verdicts = fn(batch, config);
+          if (verdicts.length !== n) throw new RecordError(`filterBatch returned ${verdicts.length} verdicts for ${n} records`);
+          if (ArrayBuffer.isView(verdicts) && verdicts.BYTES_PER_ELEMENT === 1) keep = verdicts;
+          else {
+            // A plain loop: `Uint8Array.from(v, fn)` costs 20x as much per
+            // element in SpiderMonkey without its JIT.
+            keep = new Uint8Array(n);
+            for (let i = 0; i < n; i++) if (verdicts[i]) keep[i] = 1;
+          }
+        } catch (e) {
+          // The whole batch failed: every record says why.
+          const text = message(e);
+          return { keep: new Uint8Array(n), errors: Array.from({ length: n }, (_, index) => ({ index, message: text })) };
+        }
+        return { keep, errors: batch.errors };
+      },
+    };
+  }
   return {
     init,
-    transform(batch) {
+    transform(raw) {
+      const batch = new Batch(raw);
       const out = new Output();
       const errors = [];
       const n = batch.recordFlags.length;
@@ -353,6 +291,18 @@ function plugin(kind, fn, options = {}) {
  * stage's config (throw InvalidConfig), `keys` lists the keys allowed.
  */
 export const filter = (fn, options) => plugin('filter', fn, options);
+
+/**
+ * The component's filter from `fn(batch, config) => verdicts`, one call per
+ * batch: `verdicts` has one truthy (keep) or falsy value per record, in
+ * order (a Uint8Array of 0 and 1 is taken as it is). The fast way in JS:
+ * a loop over `batch.keyStrs()`, which decodes the keys once and makes no
+ * Record per record. `batch.map(f)`
+ * runs a per-record function, failing just the records whose call throws;
+ * `batch.fail(i, message)` fails record `i`. A throw out of `fn` fails
+ * every record of the batch with its message. Options as for `filter`.
+ */
+export const filterBatch = (fn, options) => plugin('filterBatch', fn, options);
 
 /**
  * The component's transform from `fn(record, config, out)`; export the

@@ -2,7 +2,7 @@
 // interfaces resolved to the stand-ins in native/).
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { filter, transform, Record, RecordError, InvalidConfig, connected, state, log, globMatch } from '../src/sluice.js';
+import { filter, filterBatch, Batch, transform, Record, RecordError, InvalidConfig, connected, state, log, globMatch } from '../src/sluice.js';
 import { join } from '../src/join.js';
 import * as testing from '../src/testing.js';
 import { record } from '../src/testing.js';
@@ -35,6 +35,44 @@ test('a filter keeps what the function returns and isolates errors', () => {
   const out = testing.runFilter(api, { keep: ['a'] }, ['a', 'b', 'boom', 'a'].map((k, i) => record(String(i), { key: k })));
   assert.deepEqual(out.kept.map((r) => r.value), ['0', '3']);
   assert.deepEqual(out.errors, [[2, 'cannot read this one']]);
+});
+
+test('filterBatch takes one verdict per record and fails single records', () => {
+  const api = filterBatch((batch, c) => {
+    const listed = batch.keyStrs().map((k) => c.keep.includes(k));
+    const flagged = batch.map((r) => r.json().x.y);
+    batch.fail(3, 'not this one');
+    return listed.map((l, i) => l || flagged[i]);
+  });
+  const values = ['{"x":{}}', '{}', '{"x":{"y":1}}', '{"x":{"y":1}}'];
+  const out = testing.runFilter(api, { keep: ['a'] }, ['a', 'b', 'c', 'd'].map((key, i) => record(values[i], { key })));
+  assert.deepEqual(out.kept.map((r) => r.key), ['a', 'c']);
+  assert.deepEqual(out.errors.map(([i, m]) => [i, m.split(':')[0]]), [[1, 'TypeError'], [3, 'not this one']]);
+});
+
+test('filterBatch that throws or miscounts fails every record', () => {
+  const boom = filterBatch(() => {
+    throw new Error('no');
+  });
+  const two = [record('1'), record('2')];
+  assert.deepEqual(testing.runFilter(boom, {}, two).errors, [[0, 'Error: no'], [1, 'Error: no']]);
+  const short = filterBatch(() => [true]);
+  const out = testing.runFilter(short, {}, two);
+  assert.deepEqual(out.kept, []);
+  assert.deepEqual(out.errors.map(([i]) => i), [0, 1]);
+  assert.match(out.errors[0][1], /returned 1 verdicts for 2 records/);
+});
+
+test('keyStrs decodes ASCII, UTF-8 and invalid keys like keyStr', () => {
+  const keys = ['c1', null, '\u00e9t\u00e9', new Uint8Array([0xff, 0x41]), '\ufeffbom', ''];
+  for (const set of [keys, ['a', null, 'bc']]) {
+    const b = new Batch(testing.batch(set.map((key) => record('', { key }))));
+    const one = set.map((_, i) => new Record(testing.batch(set.map((key) => record('', { key }))), i).keyStr);
+    assert.deepEqual(b.keyStrs(), one);
+    assert.deepEqual([...b].map((r) => r.keyStr), one);
+  }
+  const b = new Batch(testing.batch(keys.map((key) => record('', { key }))));
+  assert.deepEqual(b.keyStrs(), ['c1', null, '\u00e9t\u00e9', null, '\ufeffbom', '']);
 });
 
 test('a plain exception names its type', () => {

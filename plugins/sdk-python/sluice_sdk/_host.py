@@ -18,10 +18,18 @@ try:  # inside a component
 
     NATIVE = False
     Origin = _types.Origin
-    Batch = _types.Batch
     RecordError = _types.RecordError
     FilterResult = _types.FilterResult
-    TransformResult = _types.TransformResult
+    try:  # a `packed-*` world: integer columns as little-endian bytes
+        from wit_world.imports import packed_types as _packed
+
+        PACKED = True
+        Batch = _packed.PackedBatch
+        TransformResult = _packed.PackedTransformResult
+    except ImportError:  # `filter`, `transform`, `join`: lists of integers
+        PACKED = False
+        Batch = _types.Batch
+        TransformResult = _types.TransformResult
 
     def init_error(invalid: bool, message: str) -> BaseException:
         cls = _types.InitError_InvalidConfig if invalid else _types.InitError_Failed
@@ -61,6 +69,9 @@ try:  # inside a component
 
 except ImportError:  # natively, under pytest
     NATIVE = True
+    PACKED = True
+    """Natively, whether batches are packed (as in a `packed-*` world);
+    `sluice_sdk.testing.use_packed` switches."""
 
     @dataclass
     class Origin:
@@ -71,6 +82,9 @@ except ImportError:  # natively, under pytest
 
     @dataclass
     class Batch:
+        """A batch in either form: integer columns as packed bytes
+        (PACKED) or as lists."""
+
         origin: Origin
         offsets: List[int]
         sequences: List[int]

@@ -16,7 +16,10 @@ import json as _json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Optional, Tuple
 
-from . import _host, Record, FLAG_HAS_KEY, FLAG_NULL_VALUE, _as_bytes
+from array import array
+
+from .batch import ints
+from . import _host, Batch, FLAG_HAS_KEY, FLAG_NULL_VALUE, _as_bytes
 
 
 @dataclass
@@ -71,16 +74,25 @@ def batch(records: Iterable[TestRecord], origin=None):
         value_ends.append(len(values))
         timestamps.append(r.timestamp)
         rhe.append(len(he) // 2)
+    col = array.tobytes if _host.PACKED else array.tolist
     return _host.Batch(
-        origin or _host.Origin(), list(range(len(records))), [], bytes(flags), bytes(keys),
-        key_ends, bytes(values), value_ends, timestamps, bytes(hb), he, rhe,
+        origin or _host.Origin(), col(array("Q", range(len(records)))), col(array("Q")),
+        bytes(flags), bytes(keys), col(array("I", key_ends)), bytes(values),
+        col(array("I", value_ends)), col(array("q", timestamps)), bytes(hb),
+        col(array("I", he)), col(array("I", rhe)),
     )
 
 
-def _decode(b) -> List[TestRecord]:
+def use_packed(packed: bool = True) -> None:
+    """Whether batches cross in packed form, as in the `packed-*` worlds
+    (the default), or as lists of integers, as in `filter`, `transform`
+    and `join`."""
+    _host.PACKED = packed
+
+
+def _decode(raw) -> List[TestRecord]:
     out = []
-    for i in range(len(b.timestamps)):
-        r = Record(b, i)
+    for r in Batch(raw):
         out.append(TestRecord(
             None if r.is_null else bytes(r.value),
             r.key_str if r.has_key else None,
@@ -139,9 +151,11 @@ def transform(fn, config, records: Iterable[TestRecord], tables=None) -> Transfo
     init(fn, config)
     res = fn.plugin.transform(batch(records))
     outputs = _decode(res.outputs)
-    for r, p in zip(outputs, res.ports):
+    for r, p in zip(outputs, ints(res.ports, "I")):
         r.port = res.port_names[p]
-    return TransformOut(outputs, list(res.inputs), [(e.index, e.message) for e in res.errors])
+    return TransformOut(
+        outputs, ints(res.inputs, "I"), [(e.index, e.message) for e in res.errors]
+    )
 
 
 def set_connected(clients: Iterable[str]) -> None:
@@ -161,7 +175,9 @@ def state() -> dict:
 
 
 def reset(state_limit: Optional[int] = None) -> None:
-    """Clears state, tables, presence and logs; sets the state limit."""
+    """Clears state, tables, presence and logs; sets the state limit; goes
+    back to packed batches."""
+    _host.PACKED = True
     _host.STATE.clear()
     _host.TABLES.clear()
     _host.CONNECTED.clear()

@@ -24,7 +24,7 @@ def test_record_fields_are_views_of_the_batch():
         record(None, key=None),
         record("", key=""),
     ])
-    r0, r1, r2 = (sluice.Record(b, i) for i in range(3))
+    r0, r1, r2 = sluice.Batch(b)
     assert isinstance(r0.value, memoryview) and bytes(r0.value) == b'{"a":1}'
     assert r0.key_str == "k1" and r0.timestamp == 7 and r0.json() == {"a": 1}
     assert r0.headers == [("h", b"1"), ("g", b"\x00")] and r0.header("g") == b"\x00"
@@ -43,6 +43,40 @@ def test_filter_keeps_what_the_function_returns_and_isolates_errors():
                                                  record("3", key="boom"), record("4", key="a")])
     assert [bytes(r.value) for r in out.kept] == [b"1", b"4"]
     assert out.errors == [(2, "cannot read this one")]
+
+
+def test_filter_batch_takes_one_verdict_per_record_and_fails_single_records():
+    @sluice.filter_batch
+    def keep(batch, config):
+        listed = [k in config["keep"] for k in batch.key_strs()]
+        flagged = batch.map(lambda r: r.json()["x"])
+        batch.fail(3, "not this one")
+        return [a or b for a, b in zip(listed, flagged)]
+
+    out = testing.filter(keep, {"keep": ["a"]}, [
+        record('{"x":0}', key="a"), record("{}", key="b"), record('{"x":1}', key="c"),
+        record('{"x":1}', key="d"),
+    ])
+    assert [r.key for r in out.kept] == ["a", "c"]
+    assert out.keep == b"\x01\x00\x01\x01"
+    assert out.errors == [(1, "KeyError: 'x'"), (3, "not this one")]
+
+
+def test_filter_batch_that_raises_or_miscounts_fails_every_record():
+    @sluice.filter_batch
+    def boom(batch, config):
+        raise ValueError("no")
+
+    out = testing.filter(boom, {}, [record("1"), record("2")])
+    assert out.kept == [] and out.errors == [(0, "ValueError: no"), (1, "ValueError: no")]
+
+    @sluice.filter_batch
+    def short(batch, config):
+        return [True]
+
+    out = testing.filter(short, {}, [record("1"), record("2")])
+    assert out.kept == []
+    assert out.errors == [(i, "filter_batch returned 1 verdicts for 2 records") for i in (0, 1)]
 
 
 def test_a_plain_exception_names_its_type():
@@ -172,3 +206,38 @@ def test_table_get_many_answers_every_key_from_one_call():
 def test_glob_match_backtracks():
     assert sluice.glob_match("*-stream", "a-b-stream") and sluice.glob_match("device:*:stream", "device:7:stream")
     assert not sluice.glob_match("*-stream", "a-streams") and sluice.glob_match("**", "")
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "lists"])
+def test_both_batch_forms_give_the_same_records(packed):
+    testing.use_packed(packed)
+    b = testing.batch([record("v1", key="é1", timestamp=5, headers={"h": "x"}),
+                       record(None), record("v3", key=b"\xff".decode("latin-1"))])
+    assert isinstance(b.key_ends, bytes if packed else list)
+
+    @sluice.transform
+    def t(r, config, out):
+        out.emit(r, key=r.key_str, headers={"n": str(r.index)})
+
+    out = testing.transform(t, {}, [record("v1", key="é1", timestamp=5, headers={"h": "x"}),
+                                    record(None), record("v3", key="k")])
+    assert [(o.key, o.value, o.timestamp, o.headers) for o in out.outputs] == [
+        ("é1", b"v1", 5, [("h", b"x"), ("n", b"0")]),
+        (None, None, 0, [("n", b"1")]),
+        ("k", b"v3", 0, [("n", b"2")]),
+    ]
+    assert out.inputs == [0, 1, 2]
+    batch = sluice.Batch(b)
+    assert batch.key_strs() == ["é1", None, "ÿ"]
+    assert batch.timestamps() == [5, 0, 0] and batch.offsets() == [0, 1, 2]
+
+
+def test_columns_decode_keys_that_are_not_utf8_as_none():
+    raw = testing.batch([record("a", key="ok"), record("b", key="x")])
+    raw.keys = b"ok\xff"  # the second key's one byte is not UTF-8
+    batch = sluice.Batch(raw)
+    assert batch.key_strs() == ["ok", None]
+    assert batch.keys() == [b"ok", b"\xff"]
+    assert batch.values() == [b"a", b"b"] and len(batch) == 2
+    with pytest.raises(IndexError):
+        batch[2]
