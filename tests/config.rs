@@ -322,9 +322,9 @@ fn toolchain_mistakes_get_errors_that_name_the_import_or_the_worlds() {
         "{err}"
     );
     assert!(
-        err.contains("plugins.other: the component exports neither")
+        err.contains("plugins.other: the component exports none of sluice:plugin/filter-api@0.1.0, transform-api@0.1.0, packed-filter-api@0.1.0 or packed-transform-api@0.1.0")
             && err.contains("(it exports: run)")
-            && err.contains("`filter`, `transform` or `join`"),
+            && err.contains("`filter`, `transform`, `join`, or their `packed-` twins"),
         "{err}"
     );
 }
