@@ -9,7 +9,8 @@
 
 use super::bindings::packed_types::{PackedBatch, PackedTransformResult};
 use super::bindings::types;
-use crate::record::{FlatBatch, Origin};
+use super::plugin::{origin_from_wit, origin_to_wit};
+use crate::record::FlatBatch;
 use sluice_format::TransformOutcome;
 
 /// The integer columns of a batch lent out in packed form.
@@ -59,12 +60,7 @@ fn u32s(bytes: &[u8], column: &str) -> Result<Vec<u32>, String> {
 /// `b` as a packed batch, and what the host keeps to rebuild it.
 pub(crate) fn to_packed(b: FlatBatch) -> (PackedBatch, Kept) {
     let packed = PackedBatch {
-        origin: types::Origin {
-            source: b.origin.source,
-            topic: b.origin.topic,
-            partition: b.origin.partition,
-            db: b.origin.db,
-        },
+        origin: origin_to_wit(b.origin),
         offsets: bytes_of(&b.offsets, u64::to_le_bytes),
         sequences: bytes_of(&b.sequences, u64::to_le_bytes),
         record_flags: b.record_flags,
@@ -92,12 +88,7 @@ pub(crate) fn to_packed(b: FlatBatch) -> (PackedBatch, Kept) {
 /// The batch [`to_packed`] lent out, whole again.
 pub(crate) fn restore(p: PackedBatch, kept: Kept) -> FlatBatch {
     FlatBatch {
-        origin: Origin {
-            source: p.origin.source,
-            topic: p.origin.topic,
-            partition: p.origin.partition,
-            db: p.origin.db,
-        },
+        origin: origin_from_wit(p.origin),
         offsets: kept.offsets,
         sequences: kept.sequences,
         record_flags: p.record_flags,
@@ -117,12 +108,7 @@ pub(crate) fn restore(p: PackedBatch, kept: Kept) -> FlatBatch {
 /// are checked afterwards, as for any plugin's output.)
 fn from_packed(p: PackedBatch) -> Result<FlatBatch, String> {
     Ok(FlatBatch {
-        origin: Origin {
-            source: p.origin.source,
-            topic: p.origin.topic,
-            partition: p.origin.partition,
-            db: p.origin.db,
-        },
+        origin: origin_from_wit(p.origin),
         offsets: values_of(&p.offsets, u64::from_le_bytes, "offsets")?,
         sequences: values_of(&p.sequences, u64::from_le_bytes, "sequences")?,
         record_flags: p.record_flags,

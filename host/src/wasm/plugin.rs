@@ -368,14 +368,27 @@ fn link_problem(
     text
 }
 
+pub(super) fn origin_to_wit(o: Origin) -> types::Origin {
+    types::Origin {
+        source: o.source,
+        topic: o.topic,
+        partition: o.partition,
+        db: o.db,
+    }
+}
+
+pub(super) fn origin_from_wit(o: types::Origin) -> Origin {
+    Origin {
+        source: o.source,
+        topic: o.topic,
+        partition: o.partition,
+        db: o.db,
+    }
+}
+
 fn to_wit(b: FlatBatch) -> types::Batch {
     types::Batch {
-        origin: types::Origin {
-            source: b.origin.source,
-            topic: b.origin.topic,
-            partition: b.origin.partition,
-            db: b.origin.db,
-        },
+        origin: origin_to_wit(b.origin),
         offsets: b.offsets,
         sequences: b.sequences,
         record_flags: b.record_flags,
@@ -392,12 +405,7 @@ fn to_wit(b: FlatBatch) -> types::Batch {
 
 fn from_wit(b: types::Batch) -> FlatBatch {
     FlatBatch {
-        origin: Origin {
-            source: b.origin.source,
-            topic: b.origin.topic,
-            partition: b.origin.partition,
-            db: b.origin.db,
-        },
+        origin: origin_from_wit(b.origin),
         offsets: b.offsets,
         sequences: b.sequences,
         record_flags: b.record_flags,
