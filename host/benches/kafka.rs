@@ -33,50 +33,6 @@ const EXTERNAL_RECORDS: usize = 400_000;
 const PARTITIONS: i32 = 4;
 const KEEP: [&str; 5] = ["client-0", "client-2", "client-4", "client-6", "client-8"];
 
-/// Produces the input. `check_kept` verifies the broker kept it all (the mock
-/// broker drops old segments); tansu's watermarks cannot be used for that.
-fn fill(bootstrap: &str, topic: &str, records: usize, check_kept: bool) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(90));
-    for i in 0..records {
-        let key = format!("client-{}", i % 10);
-        loop {
-            match producer.send(BaseRecord::to(topic).key(&key).payload(&value)) {
-                Ok(()) => break,
-                Err(_) => {
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    if !check_kept {
-        return;
-    }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let total: i64 = (0..PARTITIONS)
-        .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            high - low
-        })
-        .sum();
-    assert_eq!(
-        total, records as i64,
-        "the broker kept {total} of {records} records"
-    );
-}
-
 fn create_topics(bootstrap: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -181,7 +137,7 @@ fn main() {
     } else {
         MOCK_RECORDS
     };
-    fill(&bootstrap, "in", records, !external);
+    common::fill(&bootstrap, "in", records, PARTITIONS, !external);
     println!(
         "input: {records} records of 100 bytes in `in` ({PARTITIONS} partitions) at {bootstrap}"
     );

@@ -113,6 +113,9 @@ fn main() {
     // a blackhole gives the ceiling of the Kafka and Wasm side.
     let (mut took, mut ceiling) = (Duration::MAX, Duration::MAX);
     let (mut raw_rate, mut raw_one) = (0f64, 0f64);
+    // The same sink with `dedupe = true` (one EVALSHA per record), into
+    // streams of its own per pass so every pass writes every record.
+    let mut deduped = Duration::MAX;
     for pass in 0..PASSES {
         let blackhole = rt.block_on(run_sluice(
             &bootstrap,
@@ -132,6 +135,15 @@ fn main() {
         eprintln!(
             "pass {pass}: CPU during the XADD pass: redis-server {redis_cpu} ms, sluice (incl. embedded Kafka) {sluice_cpu} ms"
         );
+        let dedupe = rt.block_on(run_sluice(
+            &bootstrap,
+            &format!("bench-dedupe-{pass}"),
+            &format!(
+                "type = \"redis_stream\"\nurl = \"redis://127.0.0.1:{port}\"\nstream = \"dedupe-{pass}:{{key}}\"\ndedupe = true"
+            ),
+        ));
+        eprintln!("pass {pass}: dedupe XADD {dedupe:.2?}");
+        deduped = deduped.min(dedupe);
         let raw = raw_xadd(port, 50);
         let one = raw_xadd(port, 1);
         eprintln!(
@@ -155,6 +167,17 @@ fn main() {
         total += n;
     }
     assert_eq!(total, RECORDS * PASSES, "every record in Redis, every pass");
+    for pass in 0..PASSES {
+        let n: usize = (0..10)
+            .map(|i| {
+                redis::cmd("XLEN")
+                    .arg(format!("dedupe-{pass}:client-{i}"))
+                    .query::<usize>(&mut c)
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(n, RECORDS, "the dedupe sink wrote every record once");
+    }
     let sluice_rate = RECORDS as f64 / took.as_secs_f64();
     println!(
         "sluice   kafka → wasm filter → XADD: {sluice_rate:>10.0} records/s ({RECORDS} in {took:.2?}, best of {PASSES})"
@@ -172,6 +195,11 @@ fn main() {
     println!(
         "ratio sluice / raw XADD (1 client, like Sluice's one connection): {:.2}",
         sluice_rate / raw_one
+    );
+    println!(
+        "same route, dedupe = true:          {:>10.0} records/s; dedupe / plain XADD: {:.2}",
+        RECORDS as f64 / deduped.as_secs_f64(),
+        took.as_secs_f64() / deduped.as_secs_f64()
     );
     println!(
         "ratio XADD sink / blackhole sink: {:.2}",

@@ -58,6 +58,13 @@ macro_rules! kinds {
                 vec![$( <$ty as $kind>::type_name() ),+]
             }
 
+            /// This item's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => <$ty as $kind>::type_name(), )+
+                }
+            }
+
             /// Parses one `[section.NAME]` table at `path`, recording its
             /// problems (each with its key path).
             pub(crate) fn from_toml(

@@ -18,9 +18,11 @@
 //!   shared with the SDK) and the JSON envelope.
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
-//! - [`sources`]: `generator`, `http` ingest, `kafka` and `redis` streams.
-//! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`, `redis_hash`,
-//!   `file`, `stdout` and `blackhole`, and the sink driver.
+//! - [`sources`]: `generator`, `http` ingest, `kafka` (at-least-once, or
+//!   exactly once through Kafka transactions) and `redis` streams.
+//! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`
+//!   (optionally deduplicating redeliveries by source position),
+//!   `redis_hash`, `file`, `stdout` and `blackhole`, and the sink driver.
 //! - [`common`]: client code the parts share: Kafka settings and the
 //!   embedded broker, reconnecting Redis connections and the entry ↔ record
 //!   mapping, backoff.
@@ -36,7 +38,8 @@
 //!   building plugin crates.
 //! - [`scaffold`]: `sluice new`, a plugin project to start from.
 //! - [`runtime`]: starting everything from a config, reloading it (only the
-//!   changed sources and their routes), and stopping it.
+//!   changed sources and their routes), and stopping it; the transactional
+//!   producer and sinks of `exactly_once` routes.
 //! - [`shutdown`]: the stop signal tasks listen for.
 
 pub mod auth;

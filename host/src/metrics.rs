@@ -277,9 +277,16 @@ fn help(name: &str) -> &'static str {
         "sluice_source_records_total" => "Records read by a source",
         "sluice_source_ack_failures_total" => "Source batches that were not delivered",
         "sluice_source_rebalances_total" => "Kafka partition assignments revoked",
+        "sluice_source_transactions_total" => {
+            "Kafka transactions of exactly_once routes, by outcome"
+        }
+        "sluice_source_committed_records_total" => "Records read in committed Kafka transactions",
         "sluice_route_records_in_total" => "Records into a route",
         "sluice_route_records_out_total" => "Records a route delivered",
         "sluice_sink_records_total" => "Records a sink acknowledged",
+        "sluice_sink_duplicates_total" => {
+            "Redeliveries a dedupe sink recognised and did not write again"
+        }
         "sluice_sink_errors_total" => "Sink batches that failed",
         "sluice_redis_pending" => "Entries read but not yet acknowledged, per Redis stream",
         "sluice_kafka_consumer_lag" => "Records behind the partition's end, per Kafka partition",

@@ -116,6 +116,17 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[Input]) -> Vec<i32
 /// Reads `topic` from the start with a fresh group until `n` records
 /// arrived (failing after `timeout`), then a little longer to catch extras.
 pub fn consume(bootstrap: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Rec> {
+    consume_until(bootstrap, topic, timeout, |out| out.len() >= n)
+}
+
+/// Reads `topic` from the start until `done` holds for what was read (then
+/// 300 ms more, to catch extras) or `timeout` passes.
+pub fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Rec]) -> bool,
+) -> Vec<Rec> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -155,7 +166,7 @@ pub fn consume(bootstrap: &str, topic: &str, n: usize, timeout: Duration) -> Vec
                 offset: m.offset(),
             });
         }
-        if out.len() >= n && extra_until.is_none() {
+        if extra_until.is_none() && done(&out) {
             extra_until = Some(std::time::Instant::now() + Duration::from_millis(300));
         }
     }

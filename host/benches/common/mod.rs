@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, Producer};
 use sluice::config::Config;
 
 /// Starts Sluice from `config` (its plugins already loaded, so building and
@@ -179,4 +181,52 @@ pub fn native_json_transform() -> json_transform::JsonTransform {
         "headers": {"via": "sluice"},
     });
     json_transform::JsonTransform::init(sluice_sdk::testing::config(config).unwrap()).unwrap()
+}
+
+/// Produces `records` 100-byte values keyed by one of 10 client ids. `check_kept` verifies the broker kept it all (the mock
+/// broker drops old segments); tansu's watermarks cannot be used for that.
+pub fn fill(bootstrap: &str, topic: &str, records: usize, partitions: i32, check_kept: bool) {
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(90));
+    for i in 0..records {
+        let key = format!("client-{}", i % 10);
+        loop {
+            match producer.send(
+                rdkafka::producer::BaseRecord::to(topic)
+                    .key(&key)
+                    .payload(&value),
+            ) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    if !check_kept {
+        return;
+    }
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let total: i64 = (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum();
+    assert_eq!(
+        total, records as i64,
+        "the broker kept {total} of {records} records"
+    );
 }

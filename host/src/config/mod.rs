@@ -6,6 +6,7 @@
 //! errors, each with its key path), then references between names.
 
 pub mod defaults;
+mod guarantee;
 mod interpolate;
 mod plugins;
 mod routes;
@@ -21,9 +22,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use defaults::*;
+pub use guarantee::route_sinks;
 pub use interpolate::interpolate;
 pub use plugins::{OnError, PluginConfig, PluginSource};
-pub use routes::{PortMap, RouteConfig};
+pub use routes::{Guarantee, PortMap, RouteConfig};
 pub use secret::Secret;
 pub use server::ServerConfig;
 pub use values::{ByteSize, HumanDuration};

@@ -27,6 +27,24 @@ pub struct RouteConfig {
     /// this `sse` sink (on any instance, when the sink is backed by Redis).
     /// The client is found as that sink finds it (key or `client_field`).
     pub only_connected: Option<String>,
+    /// What a crash may do to this route's output: `at_least_once` (the
+    /// default: redeliver) or `exactly_once` (Kafka → Kafka only: outputs
+    /// and consumed offsets commit in one Kafka transaction).
+    #[serde(default)]
+    pub guarantee: Guarantee,
+}
+
+/// `[routes.X] guarantee`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Positions are acknowledged after every sink has the records; a crash
+    /// redelivers what was not acknowledged.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: a crash aborts what was not committed, and a
+    /// `read_committed` consumer sees each output once.
+    ExactlyOnce,
 }
 
 /// Output port → sink names.

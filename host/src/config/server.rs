@@ -37,6 +37,11 @@ pub struct ServerConfig {
     /// or Redis before `/ready` answers 503 naming it.
     #[serde(default = "crate::config::defaults::server_ready_grace")]
     pub ready_grace: HumanDuration,
+    /// This instance's name among those sharing a config: part of the
+    /// `transactional.id` of `exactly_once` routes, so it must differ per
+    /// running instance and stay the same across its restarts (a
+    /// StatefulSet pod name). Unset: `$HOSTNAME`, then the host name.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +55,22 @@ impl Default for ServerConfig {
             admin_token_file: None,
             tls: None,
             ready_grace: crate::config::defaults::server_ready_grace(),
+            instance_id: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::instance_id`], or the host's name.
+    pub fn instance(&self) -> String {
+        if let Some(id) = self.instance_id.as_ref().filter(|s| !s.is_empty()) {
+            return id.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "sluice".to_owned())
     }
 }

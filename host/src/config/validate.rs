@@ -135,6 +135,8 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
             problems.push(format!("{at}.queue: must be at least 1"));
         }
     }
+    super::guarantee::check(config, problems);
+    super::guarantee::check_dedupe(config, problems);
     for name in config.sources.keys() {
         if !used_sources.contains(name.as_str()) {
             problems.push(format!("sources.{name}: not used by any route"));

@@ -24,6 +24,7 @@
 mod announce;
 mod diff;
 mod embedded;
+mod exactly_once;
 mod reload;
 mod unit;
 

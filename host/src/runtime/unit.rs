@@ -15,7 +15,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Outputs, RouteStatus, StageSpec, route};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::sinks::{SinkHandle, SseHub};
-use crate::sources::{BuiltSource, IngestHandle, Source, SourceOutput};
+use crate::sources::kafka::KafkaSource;
+use crate::sources::{BuiltSource, IngestHandle, Source, SourceConfig, SourceOutput};
 use crate::tables::Table;
 use crate::wasm::{HostImports, PluginSlot};
 
@@ -65,10 +66,20 @@ impl Unit {
         let mut inputs = Vec::new();
         let mut routes = Vec::new();
         let mut statuses = Vec::new();
+        let transactional = super::exactly_once::start(name, parts)?;
+        // An exactly_once route writes through its source's transactions.
+        let sinks = match &transactional {
+            Some(t) => {
+                let mut sinks = parts.sinks.clone();
+                sinks.extend(t.sinks.clone());
+                sinks
+            }
+            None => parts.sinks.clone(),
+        };
         for (route_name, route) in parts.config.routes.iter().filter(|(_, r)| r.from == name) {
             let specs = stage_specs(route_name, &route.through, parts)?;
             let dead = specs.iter().filter_map(|s| s.dead_letter.clone());
-            let outputs = Outputs::new(&route.to, dead, parts.sinks);
+            let outputs = Outputs::new(&route.to, dead, &sinks);
             let demand = match &route.only_connected {
                 Some(sink) => Some(Arc::clone(parts.hubs.get(sink).with_context(|| {
                     format!("routes.{route_name}.only_connected: no sse sink `{sink}`")
@@ -94,7 +105,16 @@ impl Unit {
             metrics: parts.metrics,
             embedded: parts.embedded,
         };
-        let BuiltSource { source, ingest } = source_config.kind().build(name, &cx)?;
+        let BuiltSource { source, ingest } = match (transactional, source_config) {
+            (Some(t), SourceConfig::Kafka(k)) => {
+                routes.extend(t.tasks);
+                let source = KafkaSource::new(name, k.clone(), parts.embedded, parts.metrics)
+                    .with_context(|| format!("sources.{name}"))?
+                    .exactly_once(t.transactions);
+                BuiltSource::plain(source)
+            }
+            _ => source_config.kind().build(name, &cx)?,
+        };
         // An ingest endpoint opens at once unless a table must load first
         // (the source task opens it then), so requests right after start work.
         if let Some(handle) = &ingest

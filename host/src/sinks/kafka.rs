@@ -99,7 +99,23 @@ impl KafkaSinkConfig {
     }
 }
 
-pub(super) struct KafkaSink {
+/// Sluice's producer settings for `config` (its `options` override them).
+pub(crate) fn producer_defaults(config: &KafkaSinkConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("enable.idempotence", "true".to_owned()),
+        ("acks", "all".to_owned()),
+        // Java's default partitioner for keyed records.
+        ("partitioner", "murmur2_random".to_owned()),
+        ("linger.ms", "5".to_owned()),
+        (
+            "message.timeout.ms",
+            config.delivery_timeout.0.as_millis().to_string(),
+        ),
+        ("statistics.interval.ms", STATS_INTERVAL_MS.into()),
+    ]
+}
+
+pub(crate) struct KafkaSink {
     name: String,
     producer: FutureProducer<LinkContext>,
     topic: Destination,
@@ -117,29 +133,29 @@ impl KafkaSink {
     ) -> anyhow::Result<Self> {
         let bootstrap =
             kafka::resolve(&config.bootstrap_servers, embedded).map_err(anyhow::Error::msg)?;
-        let defaults = [
-            ("enable.idempotence", "true".to_owned()),
-            ("acks", "all".to_owned()),
-            // Java's default partitioner for keyed records.
-            ("partitioner", "murmur2_random".to_owned()),
-            ("linger.ms", "5".to_owned()),
-            (
-                "message.timeout.ms",
-                config.delivery_timeout.0.as_millis().to_string(),
-            ),
-            ("statistics.interval.ms", STATS_INTERVAL_MS.into()),
-        ];
         let producer: FutureProducer<LinkContext> =
-            kafka::client_config(&bootstrap, &defaults, &config.options).create_with_context(
-                LinkContext(KafkaLink::new(links, &format!("sinks.{name}"))),
-            )?;
-        Ok(Self {
+            kafka::client_config(&bootstrap, &producer_defaults(config), &config.options)
+                .create_with_context(LinkContext(KafkaLink::new(
+                    links,
+                    &format!("sinks.{name}"),
+                )))?;
+        Ok(Self::with_producer(name, config, producer))
+    }
+
+    /// Sink `name` writing through `producer` (a transactional one, for an
+    /// `exactly_once` route: the route's source commits its transactions).
+    pub(crate) fn with_producer(
+        name: &str,
+        config: &KafkaSinkConfig,
+        producer: FutureProducer<LinkContext>,
+    ) -> Self {
+        Self {
             name: name.to_owned(),
             producer,
             topic: config.destination(),
             key: config.key.clone(),
             buf: String::new(),
-        })
+        }
     }
 
     fn error(&self, reason: String) -> SinkError {

@@ -9,7 +9,8 @@
 
 mod blackhole;
 mod file;
-mod kafka;
+pub(crate) mod kafka;
+mod redis_dedupe;
 mod redis_hash;
 mod redis_stream;
 pub mod sse;
@@ -276,29 +277,32 @@ async fn build_one(
     cx: &BuildContext<'_>,
 ) -> anyhow::Result<BuiltSink> {
     let BuiltKind { sink, hub } = sink_config.kind().build(name, cx).await?;
+    let (handle, task) = spawn(name, sink, cx.metrics);
+    Ok(BuiltSink { handle, hub, task })
+}
+
+/// Starts driving `sink` as sink `name`: its input and its task, which
+/// flushes and ends once every handle is dropped.
+pub(crate) fn spawn(
+    name: &str,
+    sink: Box<dyn Sink>,
+    metrics: &crate::metrics::Metrics,
+) -> (SinkHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE);
     let counters = SinkCounters {
-        records: cx
-            .metrics
-            .counter("sluice_sink_records_total", &[("sink", name)]),
-        errors: cx
-            .metrics
-            .counter("sluice_sink_errors_total", &[("sink", name)]),
-        ack_seconds: cx
-            .metrics
-            .histogram("sluice_sink_ack_seconds", &[("sink", name)]),
-        end_to_end: cx
-            .metrics
-            .histogram("sluice_end_to_end_seconds", &[("sink", name)]),
+        records: metrics.counter("sluice_sink_records_total", &[("sink", name)]),
+        errors: metrics.counter("sluice_sink_errors_total", &[("sink", name)]),
+        ack_seconds: metrics.histogram("sluice_sink_ack_seconds", &[("sink", name)]),
+        end_to_end: metrics.histogram("sluice_end_to_end_seconds", &[("sink", name)]),
     };
-    Ok(BuiltSink {
-        handle: SinkHandle {
-            name: name.into(),
-            tx,
-        },
-        hub,
-        task: tokio::spawn(drive(name.to_owned(), sink, rx, counters)),
-    })
+    let handle = SinkHandle {
+        name: name.into(),
+        tx,
+    };
+    (
+        handle,
+        tokio::spawn(drive(name.to_owned(), sink, rx, counters)),
+    )
 }
 
 struct SinkCounters {

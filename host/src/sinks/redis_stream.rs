@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::redis_dedupe::{Dedupe, duplicates};
 use super::{Ack, BuiltKind, Sink, SinkBatch, SinkError, SinkKind};
+use crate::common::redis::send_pipelined_replies;
 use crate::kinds::BuildContext;
+use crate::metrics::Counter;
 
 use crate::common::redis::{Connector, EntryFormat, EntryWriter, RedisUrl};
 use crate::template::{Destination, Template};
@@ -47,6 +50,12 @@ pub struct RedisStreamConfig {
     /// With `fields`: the field that holds the timestamp; unset, it is not
     /// written (the entry id carries the time of the XADD).
     pub timestamp_field: Option<String>,
+    /// Skip records the stream already has from the same source position
+    /// (an at-least-once redelivery), through the hash
+    /// `<stream>:sluice-positions`. Only for routes from Kafka or Redis
+    /// sources.
+    #[serde(default)]
+    pub dedupe: bool,
 }
 
 impl RedisStreamConfig {
@@ -80,14 +89,22 @@ impl SinkKind for RedisStreamConfig {
     }
 
     async fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltKind> {
-        let sink = RedisStreamSink::new(name, self, cx.metrics.links())
+        let mut sink = RedisStreamSink::new(name, self, cx.metrics.links())
             .with_context(|| format!("cannot create sinks.{name}"))?;
+        if self.dedupe {
+            let skipped = cx
+                .metrics
+                .counter("sluice_sink_duplicates_total", &[("sink", name)]);
+            sink.dedupe = Some((Dedupe::new(), skipped));
+        }
         Ok(BuiltKind::plain(sink))
     }
 }
 
 pub(super) struct RedisStreamSink {
     name: String,
+    /// With `dedupe`: the script's XADDs, and the duplicates it skipped.
+    dedupe: Option<(Dedupe, Counter)>,
     conn: Connector,
     stream: Destination,
     maxlen: Option<u64>,
@@ -102,6 +119,7 @@ impl RedisStreamSink {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_owned(),
+            dedupe: None,
             conn: Connector::new(
                 &config.url,
                 &format!("sinks.{name}"),
@@ -140,7 +158,10 @@ pub(crate) fn xadd(
 #[async_trait]
 impl Sink for RedisStreamSink {
     async fn send(&mut self, batch: &SinkBatch) -> Result<Ack, SinkError> {
-        let mut pipe = redis::Pipeline::with_capacity(batch.len());
+        let mut pipe = redis::Pipeline::with_capacity(batch.len() + 1);
+        if let Some((dedupe, _)) = &mut self.dedupe {
+            dedupe.begin();
+        }
         let mut name = String::new();
         for record in batch.records() {
             let stream = match self.stream.fixed() {
@@ -156,16 +177,38 @@ impl Sink for RedisStreamSink {
                     name.as_str()
                 }
             };
-            xadd(&mut pipe, stream, self.maxlen, &self.writer, &record).map_err(|reason| {
-                SinkError::Delivery {
-                    sink: self.name.clone(),
-                    reason: format!("record at {:?}: {reason}", record.position()),
-                }
+            match &mut self.dedupe {
+                Some((dedupe, _)) => dedupe.add(stream, self.maxlen, &self.writer, &record),
+                None => xadd(&mut pipe, stream, self.maxlen, &self.writer, &record),
+            }
+            .map_err(|reason| SinkError::Delivery {
+                sink: self.name.clone(),
+                reason: format!("record at {:?}: {reason}", record.position()),
             })?;
         }
         if batch.is_empty() {
             return Ok(super::acked());
         }
-        super::redis_send(&mut self.conn, pipe, &self.name).await
+        let Some((dedupe, skipped)) = &mut self.dedupe else {
+            return super::redis_send(&mut self.conn, pipe, &self.name).await;
+        };
+        dedupe.finish(&mut pipe);
+        let records = batch.len() as u64;
+        let fail = {
+            let sink = self.name.clone();
+            move |e: redis::RedisError| SinkError::Delivery {
+                sink: sink.clone(),
+                reason: format!("Redis: {e}"),
+            }
+        };
+        let replies = send_pipelined_replies(&mut self.conn, pipe)
+            .await
+            .map_err(&fail)?;
+        let skipped = skipped.clone();
+        Ok(Box::pin(async move {
+            let replies = replies.await.map_err(fail)?;
+            skipped.add(duplicates(records, &replies));
+            Ok(())
+        }))
     }
 }

@@ -6,7 +6,6 @@
 //! (whose records stay unacknowledged) and nothing else.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
@@ -148,6 +147,9 @@ impl Connector {
 /// Resolves when Redis has answered a pipeline.
 pub type Reply = BoxFuture<'static, Result<(), RedisError>>;
 
+/// Resolves to Redis's replies to a pipeline, one per command.
+pub type Replies = BoxFuture<'static, Result<Vec<Value>, RedisError>>;
+
 /// Sends `pipe` and returns what resolves when Redis has answered all of
 /// it. The request is queued on the connection before this returns, so
 /// pipelines reach Redis in the order they were sent even while several
@@ -156,16 +158,25 @@ pub async fn send_pipelined(
     conn: &mut Connector,
     pipe: redis::Pipeline,
 ) -> Result<Reply, RedisError> {
+    let replies = send_pipelined_replies(conn, pipe).await?;
+    Ok(Box::pin(async move { replies.await.map(drop) }))
+}
+
+/// [`send_pipelined`], keeping the replies.
+pub async fn send_pipelined_replies(
+    conn: &mut Connector,
+    pipe: redis::Pipeline,
+) -> Result<Replies, RedisError> {
     let mut c = conn.get().await?;
     let broken = Arc::clone(&conn.broken);
-    let mut reply = Box::pin(async move {
+    let mut reply: Replies = Box::pin(async move {
         let result = pipe.query_async::<Vec<Value>>(&mut c).await;
         if let Err(e) = &result
             && is_connection_error(e)
         {
             broken.store(true, Ordering::Release);
         }
-        result.map(drop)
+        result
     });
     // The first poll hands the request to the connection's writer.
     let first = std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await;

@@ -9,6 +9,7 @@
 //! shutdown. While the routes are full the source reads nothing more, and a
 //! long wait pauses its partitions so the group keeps it (`stall.rs`).
 
+mod exactly_once;
 mod stall;
 mod tracker;
 
@@ -39,6 +40,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::pipeline::{AckResult, BatchAck};
 use crate::record::{FlatBatch, Origin, Position};
 use crate::shutdown::Shutdown;
+pub use exactly_once::{Transactions, transactional_id};
 use stall::{Handing, Stall};
 use tracker::Ticket;
 pub use tracker::Tracker;
@@ -67,10 +69,26 @@ pub struct KafkaSourceConfig {
     /// How often stored offsets are committed.
     #[serde(default = "crate::config::defaults::kafka_source_commit_interval")]
     pub commit_interval: HumanDuration,
+    /// Which records of transactional producers are read:
+    /// `read_committed` (the default: only committed transactions) or
+    /// `read_uncommitted`.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// librdkafka settings, passed through as they are (they override
     /// Sluice's): `"security.protocol" = "SASL_SSL"`, ...
     #[serde(default)]
     pub options: crate::common::kafka::KafkaOptions,
+}
+
+/// `isolation`: librdkafka's `isolation.level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Records of aborted or open transactions are skipped.
+    #[default]
+    ReadCommitted,
+    /// Every record, as soon as it is written.
+    ReadUncommitted,
 }
 
 /// Where a partition without a committed offset starts.
@@ -141,6 +159,8 @@ impl SourceKind for KafkaSourceConfig {
 /// Counts rebalances, so batches read before one can be told apart.
 struct SourceContext {
     name: String,
+    /// Offsets are committed in transactions, never by the consumer.
+    exactly_once: bool,
     generation: AtomicU64,
     /// `sluice_source_rebalances_total`: assignments taken away.
     revocations: Counter,
@@ -166,8 +186,11 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             // Commit what is done before the partitions move; work still in
-            // flight for them will be redelivered to their next owner.
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // flight for them will be redelivered to their next owner. (An
+            // exactly-once source aborts the round instead.)
+            if !self.exactly_once
+                && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+            {
                 tracing::debug!(source = %self.name, error = %e, "Nothing committed at revoke.");
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -206,6 +229,8 @@ pub(crate) struct KafkaSource {
     revocations: Counter,
     links: crate::health::Links,
     metrics: Metrics,
+    /// Set for an `exactly_once` route: the producer to commit through.
+    transactions: Option<Transactions>,
 }
 
 impl KafkaSource {
@@ -226,10 +251,18 @@ impl KafkaSource {
             revocations: metrics.counter("sluice_source_rebalances_total", &[("source", name)]),
             links: metrics.links().clone(),
             metrics: metrics.clone(),
+            transactions: None,
         })
     }
 
-    fn consumer(&self) -> anyhow::Result<StreamConsumer<SourceContext>> {
+    /// Makes the source commit through `transactions` (see
+    /// [`exactly_once`]).
+    pub(crate) fn exactly_once(mut self, transactions: Transactions) -> Self {
+        self.transactions = Some(transactions);
+        self
+    }
+
+    fn consumer(&self, exactly_once: bool) -> anyhow::Result<StreamConsumer<SourceContext>> {
         let c = &self.config;
         let reset = match c.start {
             StartPosition::Earliest => "earliest",
@@ -238,7 +271,15 @@ impl KafkaSource {
         };
         let defaults = [
             ("group.id", c.group_id.clone()),
-            ("enable.auto.commit", "true".into()),
+            ("enable.auto.commit", (!exactly_once).to_string()),
+            (
+                "isolation.level",
+                match c.isolation {
+                    Isolation::ReadCommitted => "read_committed",
+                    Isolation::ReadUncommitted => "read_uncommitted",
+                }
+                .into(),
+            ),
             ("enable.auto.offset.store", "false".into()),
             (
                 "auto.commit.interval.ms",
@@ -257,6 +298,7 @@ impl KafkaSource {
         ];
         let context = SourceContext {
             name: self.name.clone(),
+            exactly_once,
             generation: AtomicU64::new(0),
             revocations: self.revocations.clone(),
             link: KafkaLink::new(&self.links, &format!("sources.{}", self.name))
@@ -281,7 +323,10 @@ struct Filling {
 #[async_trait]
 impl Source for KafkaSource {
     async fn run(self: Box<Self>, out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
-        let consumer = Arc::new(self.consumer()?);
+        if let Some(transactions) = self.transactions.clone() {
+            return self.run_exactly_once(transactions, out, shutdown).await;
+        }
+        let consumer = Arc::new(self.consumer(false)?);
         tracing::info!(source = %self.name, bootstrap = %self.bootstrap, topics = ?self.config.topics, group = %self.config.group_id, "Kafka source subscribed.");
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
         let mut tracker = Tracker::default();
