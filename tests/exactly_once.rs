@@ -129,17 +129,7 @@ async fn an_exactly_once_route_delivers_each_record_once_through_committed_trans
         .filter(|(k, ..)| KEEP.contains(&k.as_str()))
         .cloned()
         .collect();
-    let mut got: Vec<_> = out
-        .iter()
-        .map(|r| {
-            (
-                r.key.clone().unwrap(),
-                r.value.clone(),
-                r.headers.clone(),
-                r.timestamp,
-            )
-        })
-        .collect();
+    let mut got: Vec<_> = out.iter().map(Rec::input).collect();
     expected.sort();
     got.sort();
     assert_eq!(got, expected);

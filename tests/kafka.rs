@@ -83,17 +83,7 @@ async fn kafka_to_kafka_delivers_exact_records_in_partition_order_and_commits_th
         .filter(|(k, ..)| ["k0", "k1", "k2", "k3", "k4"].contains(&k.as_str()))
         .cloned()
         .collect();
-    let mut got: Vec<_> = out
-        .iter()
-        .map(|r| {
-            (
-                r.key.clone().unwrap(),
-                r.value.clone(),
-                r.headers.clone(),
-                r.timestamp,
-            )
-        })
-        .collect();
+    let mut got: Vec<_> = out.iter().map(Rec::input).collect();
     expected.sort();
     got.sort();
     assert_eq!(got, expected);

@@ -84,6 +84,18 @@ pub struct Rec {
 /// A record to produce: key, value, headers, timestamp (ms).
 pub type Input = (String, String, Vec<(String, String)>, i64);
 
+impl Rec {
+    /// What was read, in the form it was produced (the key must be set).
+    pub fn input(&self) -> Input {
+        (
+            self.key.clone().unwrap(),
+            self.value.clone(),
+            self.headers.clone(),
+            self.timestamp,
+        )
+    }
+}
+
 /// Produces `(key, value, headers, timestamp)` records, partitioned by key
 /// with murmur2 (as Java clients do); returns their partitions.
 pub async fn produce(bootstrap: &str, topic: &str, records: &[Input]) -> Vec<i32> {
