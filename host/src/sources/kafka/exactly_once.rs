@@ -171,12 +171,7 @@ impl KafkaSource {
                             round.failed.get_or_insert_with(|| "the partitions were rebalanced".into());
                             break;
                         }
-                        let due: Vec<_> = filling
-                            .iter()
-                            .filter(|(_, f)| f.started.elapsed() >= timeout)
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for key in due {
+                        for key in super::due(&filling, timeout) {
                             if let Some(f) = filling.remove(&key) {
                                 self.hand(&txn, &out, &done_tx, &mut round, key, f).await;
                             }

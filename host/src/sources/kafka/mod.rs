@@ -320,6 +320,15 @@ struct Filling {
     last_offset: i64,
 }
 
+/// The partitions whose filling batch has waited `timeout` or longer.
+fn due(filling: &HashMap<(String, i32), Filling>, timeout: Duration) -> Vec<(String, i32)> {
+    filling
+        .iter()
+        .filter(|(_, f)| f.started.elapsed() >= timeout)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 #[async_trait]
 impl Source for KafkaSource {
     async fn run(self: Box<Self>, out: SourceOutput, mut shutdown: Shutdown) -> anyhow::Result<()> {
@@ -395,12 +404,7 @@ impl Source for KafkaSource {
                         s.pause_if_due(&consumer, pause_after, &self.name);
                         continue;
                     }
-                    let due: Vec<_> = filling
-                        .iter()
-                        .filter(|(_, f)| f.started.elapsed() >= timeout)
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for key in due {
+                    for key in due(&filling, timeout) {
                         if stall.is_some() {
                             break;
                         }
