@@ -202,24 +202,9 @@ async fn a_fenced_offset_commit_aborts_the_round_and_reads_it_again() {
     assert_eq!(seen, expected, "a kept record is missing");
 }
 
-fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn sluice_check_refuses_exactly_once_where_a_transaction_cannot_cover_the_route() {
-    let (ok, err) = check(
+    let (ok, err) = sluice_check(
         r#"
         [sources.in]
         type = "kafka"
@@ -273,7 +258,7 @@ fn sluice_check_refuses_exactly_once_where_a_transaction_cannot_cover_the_route(
         "a Kafka sink on the source's cluster is fine:\n{err}"
     );
 
-    let (ok, err) = check(
+    let (ok, err) = sluice_check(
         r#"
         [sources.in]
         type = "kafka"

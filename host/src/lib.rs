@@ -17,7 +17,8 @@
 //! - [`record`]: the flat batch and record types (from `sluice-format`,
 //!   shared with the SDK) and the JSON envelope.
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
-//! - [`pipeline`]: routes, the stage chain, error policies, the ack path.
+//! - [`pipeline`]: routes, the stage chain, error policies, the ack path,
+//!   and state changelogs (plugin state per partition, restored from Kafka).
 //! - [`sources`]: `generator`, `http` ingest, `kafka` (at-least-once, or
 //!   exactly once through Kafka transactions) and `redis` streams.
 //! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`

@@ -458,3 +458,20 @@ pub fn outcome(out: &std::process::Output) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// Runs `sluice check` on a config file holding `text`: whether it passed,
+/// and what it wrote to stderr.
+pub fn sluice_check(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -32,6 +32,14 @@ pub struct RouteConfig {
     /// and consumed offsets commit in one Kafka transaction).
     #[serde(default)]
     pub guarantee: Guarantee,
+    /// A compacted Kafka topic on the source's cluster that backs the
+    /// plugins' state: state is then kept per source partition, each
+    /// batch's changes are written there before its position is
+    /// acknowledged (inside the transaction, with `exactly_once`), and a
+    /// partition's state is restored from it before its first batch. Kafka
+    /// sources only; the topic needs as many partitions as the source's
+    /// topics. Unset: state is in memory only.
+    pub state_changelog: Option<String>,
 }
 
 /// `[routes.X] guarantee`.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::{Config, OnError};
 use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
 
 /// Appends every cross-reference problem in `config` to `problems`. A name
 /// in `broken` (`sources.in`: an item whose own problems were already
@@ -125,6 +126,19 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
                 None => problems.push(format!(
                     "{at}.only_connected: no sink named `{sink}` (sinks: {})",
                     sink_names()
+                )),
+            }
+        }
+        if let Some(topic) = &route.state_changelog {
+            if topic.is_empty() {
+                problems.push(format!("{at}.state_changelog: must not be empty"));
+            }
+            match config.sources.get(&route.from) {
+                Some(SourceConfig::Kafka(_)) | None => {}
+                Some(other) => problems.push(format!(
+                    "{at}.state_changelog: needs a Kafka source, and `sources.{}` is `{}`: state is kept and restored per Kafka partition",
+                    route.from,
+                    other.type_name()
                 )),
             }
         }

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::ack::Pending;
+use super::changelog::Changelog;
 use super::stage::{Chain, ChainOutput, StageSpec};
 use crate::config::PortMap;
 use crate::metrics::{Counter, Metrics};
@@ -171,6 +172,8 @@ pub struct Worker {
     pub demand: Option<Arc<SseHub>>,
     /// `sluice_route_not_connected_total`.
     pub not_connected: Counter,
+    /// With `state_changelog`: where state changes go and come back from.
+    pub changelog: Option<Arc<Changelog>>,
 }
 
 /// Starts a route's workers; returns the route's input and the tasks.
@@ -179,7 +182,7 @@ pub fn start(
     specs: &[StageSpec],
     outputs: Outputs,
     (workers, queue): (usize, usize),
-    demand: Option<Arc<SseHub>>,
+    (demand, changelog): (Option<Arc<SseHub>>, Option<Arc<Changelog>>),
     metrics: &Metrics,
 ) -> (RouteInput, Vec<JoinHandle<()>>) {
     let state = Arc::new(Mutex::new(RouteState::Running));
@@ -199,8 +202,12 @@ pub fn start(
             unrouted: metrics.counter("sluice_route_unrouted_total", &labels),
             demand: demand.clone(),
             not_connected: metrics.counter("sluice_route_not_connected_total", &labels),
+            changelog: changelog.clone(),
         };
-        let chain = Chain::new(name, w, specs, metrics);
+        let mut chain = Chain::new(name, w, specs, metrics);
+        if changelog.is_some() {
+            chain = chain.scoped_state(name);
+        }
         tasks.push(tokio::spawn(run_worker(worker, chain, rx)));
     }
     let input = RouteInput {
@@ -217,15 +224,27 @@ async fn run_worker(worker: Worker, chain: Chain, mut rx: mpsc::Receiver<RouteBa
         worker.records_in.add(batch.len() as u64);
         let Some(mut c) = chain.take() else { break };
         let input = Arc::unwrap_or_clone(batch);
+        let origin = input.origin.clone();
+        let changelog = worker.changelog.clone();
         // Plugin calls are CPU-bound and may run up to their time budget, so
-        // they run on the blocking pool, never on an async worker thread.
+        // they run on the blocking pool, never on an async worker thread;
+        // so does restoring state, which must come first.
         let joined = tokio::task::spawn_blocking(move || {
+            if let Some(changelog) = &changelog
+                && let Err(e) = changelog.restore_retrying(&input.origin)
+            {
+                return (c, Err(e));
+            }
             let out = c.process(input);
-            (c, out)
+            (c, Ok(out))
         })
         .await;
         let out = match joined {
-            Ok((c, out)) => {
+            Ok((_, Err(restore))) => ChainOutput {
+                stop: Some(restore),
+                ..ChainOutput::default()
+            },
+            Ok((c, Ok(out))) => {
                 chain = Some(c);
                 out
             }
@@ -235,11 +254,17 @@ async fn run_worker(worker: Worker, chain: Chain, mut rx: mpsc::Receiver<RouteBa
             },
         };
         if let Some(reason) = out.stop {
-            tracing::error!(route = &*worker.route, error = %reason, "Route stopped (on_error = \"stop\"); the batch stays unacknowledged.");
+            tracing::error!(route = &*worker.route, error = %reason, "Route stopped; the batch stays unacknowledged.");
             *worker.state.lock().unwrap_or_else(|p| p.into_inner()) =
                 RouteState::Failed(reason.clone());
             pending.fail(reason);
             break;
+        }
+        if let Some(changelog) = &worker.changelog
+            && !out.state_changes.is_empty()
+        {
+            let records = changelog.records(&origin, &out.state_changes);
+            send(&changelog.sink, Arc::new(records), None, &pending).await;
         }
         dispatch(&worker, out, &pending).await;
         pending.ok();

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::config::OnError;
 use crate::metrics::{Counter, Metrics};
 use crate::record::{FlatBatch, Record};
-use crate::wasm::{HostImports, Instance, Plugin, PluginKind, PluginSlot, WasmError};
+use crate::wasm::{
+    HostImports, Instance, Plugin, PluginKind, PluginSlot, PluginState, Scope, StateChange,
+    WasmError,
+};
 use sluice_format::{FilterOutcome, TransformOutcome};
 
 use super::bisect::{self, MAX_FAILED_CALLS, Outcome};
@@ -71,6 +74,8 @@ struct Stage {
     /// The lone record being retried while isolating a poison pill, and
     /// how many times it failed alone.
     lone_failure: Option<(crate::record::Position, usize)>,
+    /// On a route with a changelog: the state of the batch's partition.
+    scoped: Option<Arc<PluginState>>,
     counters: StageCounters,
 }
 
@@ -88,11 +93,17 @@ pub struct ChainOutput {
     /// Set when a stage with `on_error = "stop"` failed: the route stops and
     /// the batch is not acknowledged.
     pub stop: Option<String>,
+    /// On a route with a changelog: the state changes the batch's calls
+    /// committed, by plugin, in order.
+    pub state_changes: Vec<(Arc<str>, StateChange)>,
 }
 
 /// The plugin stages of one route worker.
 pub struct Chain {
     stages: Vec<Stage>,
+    /// Set on a route with a changelog (its name): state is kept per source
+    /// partition.
+    scoped_by: Option<Arc<str>>,
 }
 
 impl Chain {
@@ -117,6 +128,7 @@ impl Chain {
                     version,
                     instance: None,
                     lone_failure: None,
+                    scoped: None,
                     counters: StageCounters {
                         records_in: metrics.counter("sluice_stage_records_in_total", &labels),
                         records_out: metrics.counter("sluice_stage_records_out_total", &labels),
@@ -129,7 +141,17 @@ impl Chain {
                 }
             })
             .collect();
-        Self { stages }
+        Self {
+            stages,
+            scoped_by: None,
+        }
+    }
+
+    /// Keeps the plugins' state per source partition of route `route`, and
+    /// reports each batch's committed changes (`state_changelog`).
+    pub fn scoped_state(mut self, route: &str) -> Self {
+        self.scoped_by = Some(route.into());
+        self
     }
 
     /// Runs `batch` through every stage.
@@ -139,6 +161,11 @@ impl Chain {
             port_names: vec![String::new()],
             ..ChainOutput::default()
         };
+        let scope = self.scoped_by.as_ref().map(|route| Scope {
+            route: route.to_string(),
+            source: batch.origin.source.clone(),
+            partition: batch.origin.partition,
+        });
         let mut batch = batch;
         for stage in &mut self.stages {
             if batch.is_empty() {
@@ -146,6 +173,9 @@ impl Chain {
             }
             stage.counters.records_in.add(batch.len() as u64);
             stage.pick_up_reload();
+            if let Some(scope) = &scope {
+                stage.scoped = Some(stage.spec.imports.states.scoped(&stage.plugin.name, scope));
+            }
             let failures;
             let started = std::time::Instant::now();
             (batch, failures) = match stage.plugin.kind {
@@ -161,6 +191,17 @@ impl Chain {
             {
                 out.stop = Some(reason);
                 return out;
+            }
+        }
+        for stage in &mut self.stages {
+            if let Some(state) = stage.scoped.take() {
+                let plugin = &stage.plugin.name;
+                out.state_changes.extend(
+                    state
+                        .take_changes()
+                        .into_iter()
+                        .map(|c| (Arc::clone(plugin), c)),
+                );
             }
         }
         out.records = batch;
@@ -262,8 +303,14 @@ impl Stage {
         run: Call<O>,
         failures: &mut usize,
     ) -> (FlatBatch, Result<O, WasmError>) {
+        let scoped = self.scoped.clone();
         let (batch, result) = match self.instance() {
-            Ok(instance) => run(instance, batch),
+            Ok(instance) => {
+                if let Some(state) = &scoped {
+                    instance.set_state(state);
+                }
+                run(instance, batch)
+            }
             Err(e) => return (batch, Err(e)),
         };
         let error = match result {

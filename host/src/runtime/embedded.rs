@@ -26,6 +26,16 @@ pub(super) fn ensure_embedded(
                 .values()
                 .filter_map(|s| s.kind().embedded_topics()),
         )
+        .chain(config.routes.values().filter_map(|r| {
+            // A changelog lives on its source's cluster.
+            let topic = r.state_changelog.clone()?;
+            config
+                .sources
+                .get(&r.from)?
+                .kind()
+                .embedded_topics()
+                .map(|_| vec![topic])
+        }))
         .collect();
     if wanted.is_empty() {
         return Ok(None);

@@ -22,6 +22,7 @@
 //! `embedded` (the in-process broker), `announce` (the start-up log).
 
 mod announce;
+mod changelog;
 mod diff;
 mod embedded;
 mod exactly_once;

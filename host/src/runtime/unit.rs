@@ -86,12 +86,20 @@ impl Unit {
                 })?)),
                 None => None,
             };
+            let producer = transactional.as_ref().map(|t| &t.transactions.producer);
+            let changelog = match super::changelog::start(route_name, route, parts, producer)? {
+                Some((changelog, task)) => {
+                    routes.push(task);
+                    Some(changelog)
+                }
+                None => None,
+            };
             let (input, tasks) = route::start(
                 route_name,
                 &specs,
                 outputs,
                 (route.workers, route.queue),
-                demand,
+                (demand, changelog),
                 parts.metrics,
             );
             statuses.push(input.status());
@@ -105,12 +113,17 @@ impl Unit {
             metrics: parts.metrics,
             embedded: parts.embedded,
         };
-        let BuiltSource { source, ingest } = match (transactional, source_config) {
-            (Some(t), SourceConfig::Kafka(k)) => {
-                routes.extend(t.tasks);
-                let source = KafkaSource::new(name, k.clone(), parts.embedded, parts.metrics)
+        let BuiltSource { source, ingest } = match source_config {
+            SourceConfig::Kafka(k) => {
+                // It drops the routes' partition state (`state_changelog`)
+                // when a partition is revoked or a transaction aborts.
+                let mut source = KafkaSource::new(name, k.clone(), parts.embedded, parts.metrics)
                     .with_context(|| format!("sources.{name}"))?
-                    .exactly_once(t.transactions);
+                    .with_states(parts.imports.states.clone());
+                if let Some(t) = transactional {
+                    routes.extend(t.tasks);
+                    source = source.exactly_once(t.transactions);
+                }
                 BuiltSource::plain(source)
             }
             _ => source_config.kind().build(name, &cx)?,

@@ -120,12 +120,14 @@ pub(crate) struct KafkaSink {
     producer: FutureProducer<LinkContext>,
     topic: Destination,
     key: Option<Template>,
+    /// Write each batch to its source partition (a state changelog).
+    by_origin_partition: bool,
     /// Scratch for rendered topics and keys.
     buf: String,
 }
 
 impl KafkaSink {
-    pub(super) fn new(
+    pub(crate) fn new(
         name: &str,
         config: &KafkaSinkConfig,
         embedded: Option<&EmbeddedKafka>,
@@ -154,8 +156,17 @@ impl KafkaSink {
             producer,
             topic: config.destination(),
             key: config.key.clone(),
+            by_origin_partition: false,
             buf: String::new(),
         }
+    }
+
+    /// Writes each batch to the partition its records came from, not by
+    /// key: a state changelog, whose partition `p` holds the state of
+    /// source partition `p`.
+    pub(crate) fn by_origin_partition(mut self) -> Self {
+        self.by_origin_partition = true;
+        self
     }
 
     fn error(&self, reason: String) -> SinkError {
@@ -205,6 +216,9 @@ impl Sink for KafkaSink {
             }
             if let Some(key) = &key {
                 message = message.key(key.as_ref());
+            }
+            if self.by_origin_partition {
+                message = message.partition(batch.batch.origin.partition);
             }
             if let Some(value) = record.value_opt() {
                 message = message.payload(value);

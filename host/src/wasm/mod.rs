@@ -17,7 +17,7 @@ pub use host::{HostImports, PresenceCheck};
 pub use loader::{LoadedPlugin, load_plugin, load_plugin_with};
 pub use plugin::{Instance, Limits, Plugin, PluginKind};
 pub use slot::{PluginSlot, PluginStatus};
-pub use state::{PluginState, PluginStates};
+pub use state::{PluginState, PluginStates, Scope, StateChange};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -203,6 +203,12 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Points the instance's `state` import at `state` for the next calls
+    /// (a route with a changelog keeps one state per source partition).
+    pub fn set_state(&mut self, state: &Arc<crate::wasm::PluginState>) {
+        self.store.data_mut().state.set_state(state);
+    }
+
     /// Runs the filter over `batch`. Gives the batch back either way.
     pub fn filter(&mut self, batch: FlatBatch) -> (FlatBatch, Result<FilterOutcome, WasmError>) {
         self.store

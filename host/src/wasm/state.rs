@@ -20,11 +20,33 @@ use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 
 use crate::metrics::{Gauge, Metrics};
 
-/// The state of every plugin, by `[plugins.NAME]`. Cheap to clone; clones
-/// share the states.
+/// Where a route with a changelog keeps a plugin's state: one per source
+/// partition (of every topic the source reads, as a Kafka Streams task).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// `[routes.NAME]`.
+    pub route: String,
+    /// `[sources.NAME]` of the route.
+    pub source: String,
+    /// The source partition, and the changelog partition.
+    pub partition: i32,
+}
+
+/// One state change a committed call made: the key and its new value
+/// (`None`: deleted).
+pub type StateChange = (Box<[u8]>, Option<Box<[u8]>>);
+
+/// A plugin's name, and the scope of its state on a changelog route.
+type StateKey = (String, Option<Scope>);
+
+/// The state of every plugin, by `[plugins.NAME]` (and [`Scope`], for
+/// routes with a changelog). Cheap to clone; clones share the states.
 #[derive(Debug, Clone, Default)]
 pub struct PluginStates {
-    by_plugin: Arc<Mutex<HashMap<String, Arc<PluginState>>>>,
+    by_plugin: Arc<Mutex<HashMap<StateKey, Arc<PluginState>>>>,
+    /// The scopes restored from their changelog since they were last
+    /// forgotten.
+    restored: Arc<Mutex<std::collections::HashSet<Scope>>>,
     /// Where `sluice_plugin_state_keys` and `_bytes` go; none for check
     /// instances.
     metrics: Option<Metrics>,
@@ -35,20 +57,40 @@ impl PluginStates {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             by_plugin: Arc::default(),
+            restored: Arc::default(),
             metrics: Some(metrics),
         }
     }
 
     /// The state of `plugin`, created empty on first use.
     pub fn of(&self, plugin: &str) -> Arc<PluginState> {
+        self.get(plugin, None)
+    }
+
+    /// The state of `plugin` in `scope`, created empty on first use; it
+    /// records its committed changes.
+    pub fn scoped(&self, plugin: &str, scope: &Scope) -> Arc<PluginState> {
+        self.get(plugin, Some(scope))
+    }
+
+    fn get(&self, plugin: &str, scope: Option<&Scope>) -> Arc<PluginState> {
         let mut by_plugin = self.by_plugin.lock();
-        let state = by_plugin.entry(plugin.to_owned()).or_insert_with(|| {
-            let gauge = |name: &str| match &self.metrics {
-                Some(m) => m.gauge(name, &[("plugin", plugin)]),
-                None => Gauge::default(),
+        let key = (plugin.to_owned(), scope.cloned());
+        let state = by_plugin.entry(key).or_insert_with(|| {
+            let partition = scope.map(|s| s.partition.to_string());
+            let gauge = |name: &str| match (&self.metrics, &partition, scope) {
+                (Some(m), Some(p), Some(s)) => m.gauge(
+                    name,
+                    &[("plugin", plugin), ("route", &s.route), ("partition", p)],
+                ),
+                (Some(m), _, _) => m.gauge(name, &[("plugin", plugin)]),
+                (None, _, _) => Gauge::default(),
             };
             Arc::new(PluginState {
-                map: Arc::default(),
+                map: Arc::new(Mutex::new(StateMap {
+                    changes: scope.map(|_| Vec::new()),
+                    ..StateMap::default()
+                })),
                 keys: gauge("sluice_plugin_state_keys"),
                 bytes: gauge("sluice_plugin_state_bytes"),
             })
@@ -56,10 +98,38 @@ impl PluginStates {
         Arc::clone(state)
     }
 
+    /// Whether `scope` was restored from its changelog since it was last
+    /// forgotten.
+    pub fn is_restored(&self, scope: &Scope) -> bool {
+        self.restored.lock().contains(scope)
+    }
+
+    /// Marks `scope` restored.
+    pub fn mark_restored(&self, scope: &Scope) {
+        self.restored.lock().insert(scope.clone());
+    }
+
+    /// Drops the scoped states of `source` in `partitions` (all of them for
+    /// `None`): the partitions were revoked, or their transaction aborted,
+    /// so the next batch restores them from the changelog.
+    pub fn forget(&self, source: &str, partitions: Option<&[i32]>) {
+        let hit =
+            |s: &Scope| s.source == source && partitions.is_none_or(|ps| ps.contains(&s.partition));
+        self.restored.lock().retain(|s| !hit(s));
+        self.by_plugin.lock().retain(|(_, scope), state| {
+            let kept = scope.as_ref().is_none_or(|s| !hit(s));
+            if !kept {
+                state.keys.set(0);
+                state.bytes.set(0);
+            }
+            kept
+        });
+    }
+
     /// Forgets the state of every plugin `keep` rejects (plugins a config
     /// reload removed). Instances still running keep theirs until they end.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.by_plugin.lock().retain(|name, state| {
+        self.by_plugin.lock().retain(|(name, _), state| {
             let kept = keep(name);
             if !kept {
                 state.keys.set(0);
@@ -98,6 +168,29 @@ impl PluginState {
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.map.lock().entries.get(key).map(|v| v.to_vec())
     }
+
+    /// Applies a change read back from a changelog (no limit: it was
+    /// within the limit when it was written).
+    pub fn restore(&self, key: &[u8], value: Option<&[u8]>) {
+        let mut map = self.map.lock();
+        match value {
+            Some(v) => map.insert(key.into(), v.into()),
+            None => map.remove(key),
+        };
+        self.keys.set(gauge_value(map.entries.len()));
+        self.bytes.set(gauge_value(map.bytes));
+    }
+
+    /// The changes committed calls made since the last time, in order (a
+    /// scoped state only; empty otherwise).
+    pub fn take_changes(&self) -> Vec<StateChange> {
+        self.map
+            .lock()
+            .changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +198,8 @@ struct StateMap {
     entries: HashMap<Box<[u8]>, Box<[u8]>>,
     /// Sum of key and value lengths.
     bytes: usize,
+    /// For a scoped state: the committed changes not yet taken.
+    changes: Option<Vec<StateChange>>,
 }
 
 impl StateMap {
@@ -232,8 +327,33 @@ impl StateTxn {
         Ok(())
     }
 
-    /// Ends the call's transaction, keeping its writes.
+    /// Calls from now on use `state` (a route with a changelog picks its
+    /// partition's before each call). A call holding the old one keeps it
+    /// until it ends.
+    pub fn set_state(&mut self, state: &Arc<PluginState>) {
+        if self.held.is_none() && !Arc::ptr_eq(&self.state, state) {
+            self.state = Arc::clone(state);
+        }
+    }
+
+    /// Ends the call's transaction, keeping its writes (and, for a scoped
+    /// state, recording them as changes).
     pub fn commit(&mut self) {
+        if let Some(map) = self.held.as_deref_mut()
+            && map.changes.is_some()
+        {
+            let written: Vec<StateChange> = self
+                .undo
+                .drain()
+                .map(|(key, _)| {
+                    let value = map.entries.get(&key).cloned();
+                    (key, value)
+                })
+                .collect();
+            if let Some(changes) = map.changes.as_mut() {
+                changes.extend(written);
+            }
+        }
         self.undo.clear();
         self.release();
     }
@@ -331,6 +451,60 @@ mod tests {
         assert!(second.get(b"a").is_err(), "the state is held by `first`");
         first.commit();
         assert_eq!(second.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    fn scope(partition: i32) -> Scope {
+        Scope {
+            route: "r".into(),
+            source: "in".into(),
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_scoped_state_records_committed_changes_only() {
+        let states = PluginStates::default();
+        let p0 = states.scoped("p", &scope(0));
+        let mut t = txn(&states, 1 << 20);
+        t.set_state(&p0);
+        t.put(b"a".to_vec(), b"1".to_vec()).unwrap().unwrap();
+        t.put(b"a".to_vec(), b"2".to_vec()).unwrap().unwrap();
+        t.put(b"b".to_vec(), b"1".to_vec()).unwrap().unwrap();
+        t.commit();
+        t.delete(b"b").unwrap();
+        t.commit();
+        t.put(b"c".to_vec(), b"1".to_vec()).unwrap().unwrap();
+        t.rollback();
+        let mut changes = p0.take_changes();
+        changes[..2].sort();
+        let expected: Vec<StateChange> = vec![
+            (b"a".as_slice().into(), Some(b"2".as_slice().into())),
+            (b"b".as_slice().into(), Some(b"1".as_slice().into())),
+            (b"b".as_slice().into(), None),
+        ];
+        assert_eq!(changes, expected);
+        assert!(p0.take_changes().is_empty(), "taken once");
+        // The plugin-wide state is untouched, and records nothing.
+        assert!(states.of("p").is_empty());
+        assert!(states.of("p").take_changes().is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_partition_drops_its_state_and_its_restored_mark() {
+        let states = PluginStates::default();
+        for p in [0, 1] {
+            states.scoped("p", &scope(p)).restore(b"k", Some(b"v"));
+            states.mark_restored(&scope(p));
+        }
+        states.forget("in", Some(&[1]));
+        assert!(states.is_restored(&scope(0)));
+        assert_eq!(states.scoped("p", &scope(0)).get(b"k"), Some(b"v".to_vec()));
+        assert!(!states.is_restored(&scope(1)));
+        assert!(states.scoped("p", &scope(1)).is_empty());
+        states.forget("other", None);
+        assert!(states.is_restored(&scope(0)));
+        states.forget("in", None);
+        assert!(!states.is_restored(&scope(0)));
     }
 
     #[test]

@@ -216,6 +216,11 @@ impl KafkaSource {
                 Err(reason) => {
                     // Records read and not handed out are read again too.
                     filling.clear();
+                    // So is partition state: the next batches restore it
+                    // from the changelog, as the last commit left it.
+                    if let Some(states) = &self.states {
+                        states.forget(&self.name, None);
+                    }
                     if round.opened.is_some() {
                         outcomes.aborted.add(1);
                         self.abort(&txn, &reason).await?;

@@ -40,6 +40,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::pipeline::{AckResult, BatchAck};
 use crate::record::{FlatBatch, Origin, Position};
 use crate::shutdown::Shutdown;
+use crate::wasm::PluginStates;
 pub use exactly_once::{Transactions, transactional_id};
 use stall::{Handing, Stall};
 use tracker::Ticket;
@@ -162,6 +163,8 @@ struct SourceContext {
     /// Offsets are committed in transactions, never by the consumer.
     exactly_once: bool,
     generation: AtomicU64,
+    /// Partition states to drop on revoke.
+    states: Option<PluginStates>,
     /// `sluice_source_rebalances_total`: assignments taken away.
     revocations: Counter,
     /// Broker state for `/health`, and librdkafka's errors logged once.
@@ -195,6 +198,18 @@ impl ConsumerContext for SourceContext {
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.revocations.add(1);
+            // Their next owner restores their state from the changelog (an
+            // exactly-once source drops it once the round is aborted).
+            if !self.exactly_once
+                && let Some(states) = &self.states
+            {
+                let revoked: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                states.forget(&self.name, Some(&revoked));
+            }
             tracing::info!(source = %self.name, partitions = partitions.count(), "Partitions revoked.");
         }
     }
@@ -231,6 +246,9 @@ pub(crate) struct KafkaSource {
     metrics: Metrics,
     /// Set for an `exactly_once` route: the producer to commit through.
     transactions: Option<Transactions>,
+    /// The plugin states of routes with a `state_changelog`, kept per
+    /// partition: dropped on revoke (or abort), restored by the route.
+    states: Option<PluginStates>,
 }
 
 impl KafkaSource {
@@ -252,7 +270,16 @@ impl KafkaSource {
             links: metrics.links().clone(),
             metrics: metrics.clone(),
             transactions: None,
+            states: None,
         })
+    }
+
+    /// Drops the partition states of routes with a `state_changelog` in
+    /// `states` when their partitions are revoked (or, exactly once, when a
+    /// transaction aborts), so they are restored before the next batch.
+    pub(crate) fn with_states(mut self, states: PluginStates) -> Self {
+        self.states = Some(states);
+        self
     }
 
     /// Makes the source commit through `transactions` (see
@@ -300,6 +327,7 @@ impl KafkaSource {
             name: self.name.clone(),
             exactly_once,
             generation: AtomicU64::new(0),
+            states: self.states.clone(),
             revocations: self.revocations.clone(),
             link: KafkaLink::new(&self.links, &format!("sources.{}", self.name))
                 .with_lag(&self.metrics, &self.name),
