@@ -1,6 +1,8 @@
 //! `guarantee = "exactly_once"`: Kafka → Wasm → Kafka through Kafka
 //! transactions, over the real Kafka protocol (librdkafka's mock cluster),
 //! and `sluice check`'s refusal of route shapes a transaction cannot cover.
+//! The crash harness (five SIGKILLs under load) also checks that plugin
+//! state in a `state_changelog` loses no count at-least-once.
 //!
 //! The mock answers the transactional requests (InitProducerId,
 //! AddPartitionsToTxn, TxnOffsetCommit, EndTxn) but keeps no transaction
@@ -328,14 +330,26 @@ struct Crashed {
     produced: u64,
     /// Output `n`s per output partition, in the order read.
     outputs: Vec<Vec<u64>>,
+    /// With [`Plugin::Tally`]: the highest count each key reached.
+    counts: std::collections::BTreeMap<String, u64>,
     logs: String,
+}
+
+/// The plugin a crash run goes through.
+#[derive(Clone, Copy)]
+enum Plugin {
+    /// `json-transform`, keeping `n`.
+    Slim,
+    /// The `tally` fixture: it counts records per key in its state, and
+    /// forwards each with its key's count; with a `state_changelog` or not.
+    Tally { changelog: bool },
 }
 
 /// A Kafka → json-transform → Kafka route in a `sluice run` process, fed
 /// continuously, SIGKILLed five times and restarted (same `instance_id`),
 /// then left to catch up. Returns what a `read_committed` reader of the
 /// output sees.
-async fn kill_five_times(broker: &Broker, guarantee: &str) -> Crashed {
+async fn kill_five_times(broker: &Broker, guarantee: &str, plugin: Plugin) -> Crashed {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use std::process::{Command, Stdio};
     use std::sync::Arc;
@@ -345,6 +359,25 @@ async fn kill_five_times(broker: &Broker, guarantee: &str) -> Crashed {
     let (topic_in, topic_out, group) = (unique("in"), unique("out"), unique("group"));
     broker.create_topic(&topic_in, PARTITIONS).await;
     broker.create_topic(&topic_out, PARTITIONS).await;
+    let changelog = unique("changelog");
+    broker.create_topic(&changelog, PARTITIONS).await;
+    let (plugin_block, route_extra) = match plugin {
+        Plugin::Slim => (
+            format!(
+                "path = \"{}\"\nconfig = {{ fields = [\"n\"] }}",
+                common::plugin("json-transform")
+            ),
+            String::new(),
+        ),
+        Plugin::Tally { changelog: with } => (
+            format!("path = \"{}\"", common::plugin("fixture-tally")),
+            if with {
+                format!("state_changelog = \"{changelog}\"")
+            } else {
+                String::new()
+            },
+        ),
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
     std::fs::write(
@@ -363,8 +396,7 @@ async fn kill_five_times(broker: &Broker, guarantee: &str) -> Crashed {
             commit_interval = "300ms"
             options = {{ "session.timeout.ms" = "3000", "heartbeat.interval.ms" = "300" }}
             [plugins.slim]
-            path = "{transform}"
-            config = {{ fields = ["n"] }}
+            {plugin_block}
             [sinks.out]
             type = "kafka"
             bootstrap_servers = "{bootstrap}"
@@ -374,8 +406,8 @@ async fn kill_five_times(broker: &Broker, guarantee: &str) -> Crashed {
             through = ["slim"]
             to = ["out"]
             guarantee = "{guarantee}"
+            {route_extra}
             "#,
-            transform = plugin("json-transform")
         ),
     )
     .unwrap();
@@ -498,11 +530,69 @@ async fn kill_five_times(broker: &Broker, guarantee: &str) -> Crashed {
                 .collect()
         })
         .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for r in &out {
+        if let Some((_, c)) = r.headers.iter().find(|(k, _)| k == "count") {
+            let max = counts.entry(r.key.clone().unwrap()).or_insert(0);
+            *max = c.parse::<u64>().unwrap().max(*max);
+        }
+    }
     Crashed {
         produced,
         outputs,
+        counts,
         logs,
     }
+}
+
+/// How many records of key `k{k}` a crash run produced (`n % 10 == k`).
+fn inputs_of(produced: u64) -> std::collections::BTreeMap<String, u64> {
+    (0..10u64)
+        .map(|k| {
+            (
+                format!("k{k}"),
+                (0..produced).filter(|n| n % 10 == k).count() as u64,
+            )
+        })
+        .collect()
+}
+
+/// Plugin state in a changelog, at-least-once, through the same five
+/// SIGKILLs: no count is lost. Every key's count reaches at least its
+/// number of records (a redelivered record may be counted twice, as it is
+/// written twice), because a batch's position is acknowledged only after
+/// the changelog has its state changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_in_a_changelog_loses_no_count_across_five_sigkills() {
+    let broker = Broker::start();
+    let run = kill_five_times(&broker, "at_least_once", Plugin::Tally { changelog: true }).await;
+    let inputs = inputs_of(run.produced);
+    for (key, n) in &inputs {
+        let counted = run.counts.get(key).copied().unwrap_or(0);
+        assert!(
+            counted >= *n,
+            "{key}: counted to {counted} of {n} records; logs:\n{}",
+            tail(&run.logs)
+        );
+    }
+}
+
+/// Its control: the same run with the state in memory loses counts at
+/// every kill, so the test above can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_in_memory_loses_counts_across_five_sigkills() {
+    let broker = Broker::start();
+    let run = kill_five_times(&broker, "at_least_once", Plugin::Tally { changelog: false }).await;
+    let inputs = inputs_of(run.produced);
+    let short = inputs
+        .iter()
+        .filter(|(key, n)| run.counts.get(*key).copied().unwrap_or(0) < **n)
+        .count();
+    assert!(
+        short > 0,
+        "no key lost a count: {:?} of {inputs:?}",
+        run.counts
+    );
 }
 
 fn tail(logs: &str) -> &str {
@@ -515,7 +605,7 @@ fn tail(logs: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_redelivers_after_sigkill_so_the_crash_test_can_fail() {
     let broker = Broker::start();
-    let run = kill_five_times(&broker, "at_least_once").await;
+    let run = kill_five_times(&broker, "at_least_once", Plugin::Slim).await;
     let mut all: Vec<u64> = run.outputs.concat();
     all.sort_unstable();
     let total = all.len();
@@ -543,7 +633,7 @@ async fn at_least_once_redelivers_after_sigkill_so_the_crash_test_can_fail() {
 #[ignore = "needs a Kafka broker with transactions in SLUICE_TEST_KAFKA"]
 async fn exactly_once_survives_five_sigkills_with_each_output_once_in_order() {
     let broker = Broker::start();
-    let run = kill_five_times(&broker, "exactly_once").await;
+    let run = kill_five_times(&broker, "exactly_once", Plugin::Slim).await;
     for (p, ns) in run.outputs.iter().enumerate() {
         assert!(
             ns.windows(2).all(|w| w[0] < w[1]),
