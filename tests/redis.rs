@@ -317,6 +317,74 @@ async fn post(addr: std::net::SocketAddr, client: &str, n: usize) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A resume from an id the stream no longer keeps (trimmed, as `maxlen`
+/// does) first gets a `gap` event naming the oldest kept entry, then the
+/// stream from it; a resume inside what is kept gets no gap; an id newer
+/// than anything the stream held gets `unknown_id`, then new events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resume_from_a_trimmed_id_gets_a_gap_event_first() {
+    let server = RedisServer::start();
+    let running = start(&sse_config(&server.url(), ""), &workspace()).await;
+    let addr = running.addr;
+    let mut first = SseClient::connect(addr, "notify", "c1").await;
+    for n in 0..10 {
+        post(addr, "c1", n).await;
+    }
+    let seen = first.take(10, WAIT).await;
+    drop(first);
+    let ids: Vec<String> = seen.iter().map(|e| e.id.clone().unwrap()).collect();
+    let mut c = server.conn();
+    let _: i64 = ::redis::cmd("XTRIM")
+        .arg("client:c1")
+        .arg("MAXLEN")
+        .arg(3)
+        .query(&mut c)
+        .unwrap();
+    let data = |events: &[Event]| events.iter().map(|e| e.data.clone()).collect::<Vec<_>>();
+
+    let mut trimmed = SseClient::resume(addr, "notify", "c1", Some(&ids[2])).await;
+    let got = trimmed.take(4, WAIT).await;
+    assert_eq!(got[0].event.as_deref(), Some("gap"), "{got:?}");
+    assert_eq!(got[0].id, None, "a gap event carries no id");
+    let gap: serde_json::Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(
+        gap,
+        serde_json::json!({"reason": "trimmed", "last_event_id": ids[2], "oldest_id": ids[7]})
+    );
+    assert_eq!(
+        data(&got[1..]),
+        [r#"{"n":7}"#, r#"{"n":8}"#, r#"{"n":9}"#],
+        "then the stream from its oldest entry"
+    );
+    assert_eq!(got[3].id.as_deref(), Some(ids[9].as_str()));
+    drop(trimmed);
+
+    let mut kept = SseClient::resume(addr, "notify", "c1", Some(&ids[8])).await;
+    let got = kept.take(1, WAIT).await;
+    assert_eq!(
+        (got[0].event.clone(), data(&got)),
+        (None, vec![r#"{"n":9}"#.to_owned()])
+    );
+    assert!(
+        kept.next(Duration::from_millis(300)).await.is_none(),
+        "no gap, nothing more"
+    );
+    drop(kept);
+
+    let mut future = SseClient::resume(addr, "notify", "c1", Some("99999999999999-0")).await;
+    let got = future.take(1, WAIT).await;
+    assert_eq!(got[0].event.as_deref(), Some("gap"));
+    let gap: serde_json::Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(
+        gap,
+        serde_json::json!({"reason": "unknown_id", "last_event_id": "99999999999999-0", "newest_id": ids[9]})
+    );
+    post(addr, "c1", 10).await;
+    let got = future.take(1, WAIT).await;
+    assert_eq!(data(&got), [r#"{"n":10}"#]);
+    running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_resumes_exactly_after_last_event_id() {
     let server = RedisServer::start();

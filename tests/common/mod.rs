@@ -161,6 +161,8 @@ pub async fn post_ndjson(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: Option<String>,
+    /// The `event:` name; `None` for the default (`message`).
+    pub event: Option<String>,
     pub data: String,
 }
 
@@ -260,6 +262,7 @@ impl SseClient {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut event = Event {
                     id: None,
+                    event: None,
                     data: String::new(),
                 };
                 let mut has_data = false;
@@ -268,6 +271,8 @@ impl SseClient {
                         self.comments.push(c.trim().to_owned());
                     } else if let Some(id) = line.strip_prefix("id: ") {
                         event.id = Some(id.to_owned());
+                    } else if let Some(name) = line.strip_prefix("event: ") {
+                        event.event = Some(name.to_owned());
                     } else if let Some(d) = line.strip_prefix("data: ") {
                         if has_data {
                             event.data.push('\n');

@@ -15,6 +15,7 @@ mod redis_hash;
 mod redis_stream;
 pub mod sse;
 mod sse_redis;
+mod sse_resume;
 mod stdout;
 
 use std::collections::BTreeMap;

@@ -142,15 +142,21 @@ impl Sink for RedisSseSink {
     }
 }
 
+/// Where one Redis-backed SSE connection starts: its own connection, the id
+/// to read after, and a `gap` event to send first (see
+/// [`super::sse_resume`]).
+pub(super) type Start = (Connector, EntryId, Option<Bytes>);
+
 /// Opens the Redis side of one SSE connection: its own connection, and the
-/// id to read after: `after` (the `Last-Event-ID`), or else the id of the
-/// stream's newest entry now, so that an event added after the client
-/// connected is never missed.
+/// id to read after: `after` (the `Last-Event-ID`; a `gap` event first when
+/// the stream no longer holds what followed it, or never held it), or else
+/// the id of the stream's newest entry now, so that an event added after
+/// the client connected is never missed.
 pub(super) async fn open(
     hub: &SseHub,
     client: &str,
     after: Option<EntryId>,
-) -> Result<(Connector, EntryId), String> {
+) -> Result<Start, String> {
     let config = hub
         .config()
         .redis
@@ -162,13 +168,24 @@ pub(super) async fn open(
         READ_BLOCK * 2,
     )
     .map_err(|e| e.to_string())?;
-    if let Some(id) = after {
-        return Ok((conn, id));
-    }
     let mut c = conn
         .get()
         .await
         .map_err(|e| format!("Redis unavailable: {e}"))?;
+    if let Some(id) = after {
+        let info: Result<Value, _> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(config.stream_of(client))
+            .query_async(&mut c)
+            .await;
+        let info = match info {
+            Ok(v) => Some(super::sse_resume::StreamInfo::parse(v)?),
+            Err(e) if e.to_string().contains("no such key") => None,
+            Err(e) => return Err(format!("Redis: {e}")),
+        };
+        let (from, gap) = super::sse_resume::resume(id, info.as_ref());
+        return Ok((conn, from, gap));
+    }
     let newest: Value = redis::cmd("XREVRANGE")
         .arg(config.stream_of(client))
         .arg("+")
@@ -179,7 +196,7 @@ pub(super) async fn open(
         .await
         .map_err(|e| format!("Redis: {e}"))?;
     let newest = crate::common::redis::parse_entries(newest).map_err(|e| format!("Redis: {e}"))?;
-    Ok((conn, newest.first().map(|e| e.id).unwrap_or_default()))
+    Ok((conn, newest.first().map(|e| e.id).unwrap_or_default(), None))
 }
 
 /// How long one `XREAD` waits.
@@ -190,13 +207,18 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 pub(super) async fn feed(
     hub: Arc<SseHub>,
     client: String,
-    (mut conn, after): (Connector, EntryId),
+    (mut conn, after, gap): Start,
     tx: mpsc::Sender<Bytes>,
     mut closed: watch::Receiver<bool>,
 ) {
     let Some(config) = hub.config().redis.clone() else {
         return;
     };
+    if let Some(gap) = gap
+        && tx.send(gap).await.is_err()
+    {
+        return;
+    }
     let stream = config.stream_of(&client);
     let mapping = EntryMapping::sink_default();
     let mut last = after;
