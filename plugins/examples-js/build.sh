@@ -14,4 +14,4 @@ trap 'rm -rf "$stage"' EXIT
 cp "$here/plugin.js" "$stage/"
 cp -RL "$here/sluice-sdk" "$stage/sluice-sdk"
 componentize-js "$stage/plugin.js" --wit "$root/wit" --world-name "$world" \
-    --disable http fetch-event -o "$here/plugin.wasm"
+    --disable http fetch-event ${SLUICE_JS_AOT:+--aot} -o "$here/plugin.wasm"
