@@ -22,6 +22,9 @@ pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
     /// The embedded broker, when one runs.
     pub embedded: Option<&'a EmbeddedKafka>,
+    /// The plugins' states, for a Kafka source to drop the partition
+    /// states of `state_changelog` routes on revoke; none for checks.
+    pub states: Option<&'a crate::wasm::PluginStates>,
 }
 
 /// Declares a section's enum, one variant per kind, with its parser and a

@@ -176,6 +176,7 @@ async fn start_inner(config: Config, listener: TcpListener, dev: bool) -> anyhow
     let cx = BuildContext {
         metrics: &metrics,
         embedded: embedded.as_ref(),
+        states: None,
     };
     let tables = RunningTables::start(&config.tables, &cx)?;
     // The plugins' `presence` import: connected to any SSE sink.

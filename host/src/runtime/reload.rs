@@ -118,6 +118,7 @@ impl Running {
         let cx = BuildContext {
             metrics: &self.metrics,
             embedded: broker,
+            states: None,
         };
         let tables = self
             .tables

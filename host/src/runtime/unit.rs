@@ -112,18 +112,15 @@ impl Unit {
         let cx = BuildContext {
             metrics: parts.metrics,
             embedded: parts.embedded,
+            states: Some(&parts.imports.states),
         };
-        let BuiltSource { source, ingest } = match source_config {
-            SourceConfig::Kafka(k) => {
-                // It drops the routes' partition state (`state_changelog`)
-                // when a partition is revoked or a transaction aborts.
-                let mut source = KafkaSource::new(name, k.clone(), parts.embedded, parts.metrics)
+        let BuiltSource { source, ingest } = match (transactional, source_config) {
+            (Some(t), SourceConfig::Kafka(k)) => {
+                routes.extend(t.tasks);
+                let source = KafkaSource::new(name, k.clone(), parts.embedded, parts.metrics)
                     .with_context(|| format!("sources.{name}"))?
-                    .with_states(parts.imports.states.clone());
-                if let Some(t) = transactional {
-                    routes.extend(t.tasks);
-                    source = source.exactly_once(t.transactions);
-                }
+                    .with_states(parts.imports.states.clone())
+                    .exactly_once(t.transactions);
                 BuiltSource::plain(source)
             }
             _ => source_config.kind().build(name, &cx)?,

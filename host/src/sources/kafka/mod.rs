@@ -151,8 +151,11 @@ impl SourceKind for KafkaSourceConfig {
     }
 
     fn build(&self, name: &str, cx: &BuildContext<'_>) -> anyhow::Result<BuiltSource> {
-        let source = KafkaSource::new(name, self.clone(), cx.embedded, cx.metrics)
+        let mut source = KafkaSource::new(name, self.clone(), cx.embedded, cx.metrics)
             .with_context(|| format!("sources.{name}"))?;
+        if let Some(states) = cx.states {
+            source = source.with_states(states.clone());
+        }
         Ok(BuiltSource::plain(source))
     }
 }
