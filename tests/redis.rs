@@ -385,6 +385,137 @@ async fn sse_resume_from_a_trimmed_id_gets_a_gap_event_first() {
     running.shutdown().await.unwrap();
 }
 
+/// Redis's `connected_clients`.
+fn redis_clients(server: &RedisServer) -> usize {
+    let info: String = ::redis::cmd("INFO")
+        .arg("clients")
+        .query(&mut server.conn())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Sixty-one SSE connections are read over the sink's two readers and its
+/// control, presence and notice (Pub/Sub) connections, not one Redis
+/// connection each; every connection of
+/// every client gets exactly its client's events, in order; and a client
+/// that does not read while 20 MB are sent to it holds up no one and then
+/// gets every one of its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_connections_share_a_few_redis_readers_and_a_slow_one_loses_nothing() {
+    let server = RedisServer::start();
+    let config = format!(
+        r#"
+[sources.in]
+type = "http"
+max_body = "1MiB"
+[sinks.notify]
+type = "sse"
+heartbeat = "1s"
+queue = 4
+[sinks.notify.redis]
+url = "{}"
+readers = 2
+[routes.r]
+from = "in"
+to = ["notify"]
+"#,
+        server.url()
+    );
+    let running = start(&config, &workspace()).await;
+    let addr = running.addr;
+    let before = redis_clients(&server);
+    let mut slow = SseClient::connect(addr, "notify", "slow").await;
+    let mut clients = Vec::new();
+    for c in 0..30 {
+        for _ in 0..2 {
+            clients.push((
+                c,
+                SseClient::connect(addr, "notify", &format!("c{c}")).await,
+            ));
+        }
+    }
+    let during = redis_clients(&server);
+    assert!(
+        during <= before + 5,
+        "61 SSE connections use 2 readers, the control, presence and notice connections: {before} Redis clients before, {during} with them"
+    );
+    let big = "x".repeat(100_000);
+    for n in 0..200 {
+        let req = builder(addr, "POST", "/ingest/in")
+            .header("sluice-key", "slow")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                r#"{{"n":{n},"pad":"{big}"}}"#
+            ))))
+            .unwrap();
+        let (status, body) = call(addr, req).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for n in 0..5 {
+        for c in 0..30 {
+            post(addr, &format!("c{c}"), n).await;
+        }
+    }
+    for (c, client) in &mut clients {
+        let got = client.take(5, WAIT).await;
+        assert_eq!(
+            got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            (0..5)
+                .map(|n| format!(r#"{{"n":{n}}}"#))
+                .collect::<Vec<_>>(),
+            "client c{c}: its events, in order, while another client reads nothing"
+        );
+        assert!(client.next(Duration::from_millis(20)).await.is_none());
+    }
+    let got = slow.take(200, WAIT).await;
+    let seq: Vec<u64> = got
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seq,
+        (0..200).collect::<Vec<_>>(),
+        "the slow client: every event once, in order"
+    );
+    let mut c = server.conn();
+    let ids: Vec<String> = xrange(&mut c, "client:slow")
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        got.into_iter().map(|e| e.id.unwrap()).collect::<Vec<_>>(),
+        ids
+    );
+    assert!(
+        slow.next(Duration::from_millis(300)).await.is_none(),
+        "nothing more"
+    );
+    let (_, metrics) = get(addr, "/metrics").await;
+    let catch_ups: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sluice_sse_catch_ups_total{sink="notify"} "#))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        catch_ups >= 1,
+        "the slow client fell behind its reader and caught up: {catch_ups}"
+    );
+    // An entry another program adds without a notice still arrives (the
+    // readers' periodic sweep).
+    xadd(&mut c, "client:c0", &[("value", r#"{"n":"outside"}"#)]);
+    for (c, client) in clients.iter_mut().filter(|(c, _)| *c == 0) {
+        let got = client.take(1, WAIT).await;
+        assert_eq!(got[0].data, r#"{"n":"outside"}"#, "client c{c}");
+    }
+    running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_resumes_exactly_after_last_event_id() {
     let server = RedisServer::start();

@@ -7,6 +7,9 @@
 //!     PATH="$(scripts/plugin-tools.sh):$PATH" cargo bench -p sluice --bench polyglot
 //!
 //! `POLYGLOT_LANGS=python,js` runs only those languages (native always runs).
+//! `POLYGLOT_PROBE=a.wasm,b.wasm` also times those filter components (config
+//! `{}`), for probing the boundary: a component whose `filter` only returns
+//! an all-zero `keep` measures the call and the lifting of the batch alone.
 //!
 //! Input as in the pipeline bench: the generator's ~110-byte JSON events
 //! over 10 client ids in batches of 1,024; the filter keeps 5 of the 10
@@ -109,6 +112,14 @@ fn main() {
              [plugins.{lang}-transform]\npath = \"{transform}\"\nconfig = {TRANSFORM_CONFIG}\nmemory_limit = \"{memory}\"\n"
         ));
     }
+    let probes: Vec<String> = std::env::var("POLYGLOT_PROBE")
+        .map(|p| p.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    for (i, path) in probes.iter().enumerate() {
+        text.push_str(&format!(
+            "[plugins.probe-{i}]\npath = \"{path}\"\nconfig = {{}}\nmemory_limit = \"256MiB\"\n"
+        ));
+    }
     // A config needs a route; this one is never started.
     text.push_str(
         "[sources.gen]\ntype = \"generator\"\n[sinks.out]\ntype = \"blackhole\"\n\
@@ -189,5 +200,14 @@ fn main() {
             ft.as_secs_f64() / native_filter.as_secs_f64(),
             tt.as_secs_f64() / native_transform.as_secs_f64(),
         );
+    }
+    for (i, path) in probes.iter().enumerate() {
+        let name = format!("probe-{i}");
+        let p = rt
+            .block_on(load_plugin(&name, &config.plugins[&name]))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut chain = Chain::new("p", 0, &[spec(&p)], &metrics);
+        let (pt, _) = best(&input, |b| chain.process(b.clone()).records.len());
+        println!("probe {path}: {:.0} rec/s", rate(records, pt));
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! With `SLUICE_BENCH_SSE_REDIS=1` the sink is backed by Redis (a
 //! redis-server started here): each event is XADDed to its client's stream
-//! and read back by that client's connection, one Redis connection each.
+//! and read back over the sink's shared readers (`readers`, default 4); the
+//! bench prints redis-server's `connected_clients` with every client on.
 //!
 //! Both ends run on this machine, so the clients compete with Sluice for
 //! the same cores; file descriptors: 2 per client (`ulimit -n`).
@@ -70,6 +71,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let redis_mode = std::env::var_os("SLUICE_BENCH_SSE_REDIS").is_some();
     let mut _redis = None;
+    let mut redis_url = None;
     let mut backing = String::new();
     if redis_mode {
         let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -95,6 +97,7 @@ async fn main() {
                 .expect("redis-server"),
         ));
         std::thread::sleep(Duration::from_millis(300));
+        redis_url = Some(format!("redis://127.0.0.1:{redis_port}"));
         backing =
             format!("[sinks.live.redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\nmaxlen = 100\n");
     }
@@ -124,7 +127,10 @@ to = ["live"]
             .arg("run")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("SLUICE_BENCH_LOG") {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap(),
     );
@@ -188,6 +194,17 @@ to = ["live"]
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(pid);
+    let redis_clients = redis_url.as_ref().map(|url| {
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let info: String = redis::cmd("INFO").arg("clients").query(&mut c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default()
+    });
 
     // Load: one ingest request every 10 ms, `rate / 100` events each, on a
     // keep-alive connection.
@@ -196,7 +213,11 @@ to = ["live"]
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
-    tokio::spawn(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("ingest connection: {e:?}");
+        }
+    });
     let per_tick = (rate / 100).max(1);
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -220,8 +241,28 @@ to = ["live"]
             .header("content-type", "application/x-ndjson")
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
+        // Until the connection task has finished the previous exchange, a
+        // request sent now is refused ("connection was not ready").
+        sender.ready().await.unwrap();
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "ingest after {sent} events, {:?} into the load: {e} (sluice {})",
+                load_started.elapsed(),
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("State"))
+                    .unwrap_or("gone")
+                    .to_owned()
+            ),
+        };
         assert_eq!(resp.status(), 200);
+        // Read to its end: an HTTP/1 client that drops an unread body
+        // closes the connection, which then cannot take the next request.
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
         sent += per_tick;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -254,5 +295,10 @@ to = ["live"]
         rss_after / 1024,
         (rss_after.saturating_sub(rss_before)) as f64 / clients as f64
     );
+    if let Some(n) = redis_clients {
+        println!(
+            "redis-server connected_clients with {clients} SSE connections open: {n} (this bench's own included)"
+        );
+    }
     drop(sluice);
 }

@@ -117,6 +117,11 @@ pub fn sse_redis_stream() -> String {
     "client:{client_id}".into()
 }
 
+/// `[sinks.X.redis] readers` (type = sse).
+pub fn sse_redis_readers() -> usize {
+    4
+}
+
 /// `[sinks.X.redis] presence_ttl` (type = sse).
 pub fn sse_redis_presence_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))

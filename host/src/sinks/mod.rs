@@ -14,6 +14,7 @@ mod redis_dedupe;
 mod redis_hash;
 mod redis_stream;
 pub mod sse;
+mod sse_mux;
 mod sse_redis;
 mod sse_resume;
 mod stdout;

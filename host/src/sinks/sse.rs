@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
+use super::sse_mux;
 use super::sse_redis::{self, PresenceEvent, SseRedisConfig};
 use anyhow::Context as _;
 
@@ -88,6 +89,9 @@ pub struct SseHub {
     next_subscriber: AtomicU64,
     connected: Gauge,
     unmatched: Counter,
+    /// Redis-backed connections that fell behind their reader and caught
+    /// up on their own.
+    catch_ups: Counter,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
     /// This process, in presence set members.
@@ -98,6 +102,8 @@ pub struct SseHub {
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceEvent>>>,
     /// Verifies clients' tokens, when `auth` is set.
     verifier: Option<crate::auth::jwt::JwtVerifier>,
+    /// The readers of a Redis-backed hub, once started.
+    mux: std::sync::OnceLock<Arc<sse_mux::Mux>>,
 }
 
 #[async_trait]
@@ -148,7 +154,8 @@ impl SinkKind for SseConfig {
             ),
             None => Box::new(SseSink::new(Arc::clone(&hub))),
         };
-        hub.start();
+        hub.start()
+            .with_context(|| format!("cannot start sinks.{name}"))?;
         Ok(BuiltKind {
             sink,
             hub: Some(hub),
@@ -198,6 +205,7 @@ impl SseHub {
             connected: metrics.gauge("sluice_sse_connections", &[("sink", name)]),
             unmatched: metrics
                 .counter("sluice_sse_records_without_client_total", &[("sink", name)]),
+            catch_ups: metrics.counter("sluice_sse_catch_ups_total", &[("sink", name)]),
             closed: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
             instance: format!("{:x}-{:x}", std::process::id(), crate::record::now_millis()),
@@ -205,12 +213,19 @@ impl SseHub {
             presence_tx,
             presence_rx: Mutex::new(presence_rx),
             verifier: None,
+            mux: std::sync::OnceLock::new(),
         }
     }
 
-    /// Starts the hub's background work (the presence registry, when backed
-    /// by Redis). Call once, inside the runtime.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts the hub's background work (the presence registry and the
+    /// stream readers, when backed by Redis). Call once, inside the runtime.
+    pub fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Some(redis) = &self.config.redis
+            && self.mux.get().is_none()
+        {
+            let mux = sse_mux::Mux::start(self, redis.readers, &self.closed_tx.subscribe())?;
+            let _ = self.mux.set(mux);
+        }
         let rx = self
             .presence_rx
             .lock()
@@ -223,6 +238,7 @@ impl SseHub {
                 self.closed_tx.subscribe(),
             ));
         }
+        Ok(())
     }
 
     /// The sink's name.
@@ -243,6 +259,10 @@ impl SseHub {
 
     pub(super) fn set_remote(&self, clients: HashSet<String>) {
         *self.remote.write().unwrap_or_else(|p| p.into_inner()) = clients;
+    }
+
+    pub(super) fn count_catch_up(&self) {
+        self.catch_ups.add(1);
     }
 
     pub(super) fn count_unmatched(&self) {
@@ -271,21 +291,31 @@ impl SseHub {
             return Err("shutting down".into());
         }
         let redis = match &self.config.redis {
-            Some(_) => Some(sse_redis::open(self, client, after).await?),
+            Some(config) => {
+                let mux = self.mux.get().ok_or("the hub is not started")?;
+                let stream = config.stream_of(client);
+                let start = sse_redis::open(mux, &stream, after).await?;
+                Some((Arc::clone(mux), stream, start))
+            }
             None => None,
         };
         let (tx, rx) = mpsc::channel(self.config.queue.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let tx = match redis {
-            Some(start) => {
-                tokio::spawn(sse_redis::feed(
-                    Arc::clone(self),
-                    client.to_owned(),
-                    start,
-                    tx,
-                    self.closed_tx.subscribe(),
-                ));
+            Some((mux, stream, (last, gap))) => {
+                if let Some(gap) = gap {
+                    // The queue is new and holds at least one event.
+                    let _ = tx.try_send(gap);
+                }
+                let watch = sse_mux::Watch { stream, last, tx };
+                if after.is_some() {
+                    // Whatever followed `after` is read first, at the
+                    // client's pace; then the reader takes over.
+                    tokio::spawn(mux.catch_up(Arc::clone(self), watch, self.closed_tx.subscribe()));
+                } else {
+                    mux.join(watch);
+                }
                 if let Some(p) = &self.presence_tx {
                     let _ = p.send(PresenceEvent::Open(sse_redis::member(
                         client,

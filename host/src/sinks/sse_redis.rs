@@ -2,10 +2,11 @@
 //!
 //! - As a sink, records are XADDed to their client's stream
 //!   (`stream = "client:{client_id}"`), acknowledged when Redis has them.
-//! - Each SSE connection reads its client's stream with `XREAD BLOCK` on a
-//!   Redis connection of its own, so any instance serves any client, and
-//!   the event `id:` is the entry id: a reconnect with `Last-Event-ID`
-//!   resumes right after it. A slow client reads at its own pace; nothing is
+//! - Each SSE connection is fed from its client's stream, so any instance
+//!   serves any client, and the event `id:` is the entry id: a reconnect
+//!   with `Last-Event-ID` resumes right after it. An instance reads all its
+//!   connections' streams over `readers` shared Redis connections
+//!   ([`super::sse_mux`]). A slow client reads at its own pace; nothing is
 //!   dropped for it (the stream is the buffer).
 //! - Presence: every open connection is a member of the sorted set
 //!   `presence_key` (score = expiry time), refreshed while it is open. Each
@@ -23,11 +24,11 @@ use redis::Value;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::sse::{SseHub, encode_event};
+use super::sse::SseHub;
+use super::sse_mux::Mux;
 use super::{Ack, Sink, SinkBatch, SinkError};
-use crate::common::redis::{Connector, EntryId, EntryMapping, EntryWriter, RedisUrl};
+use crate::common::redis::{Connector, EntryId, EntryWriter, RedisUrl};
 use crate::config::HumanDuration;
-use crate::record::{FlatBatch, Origin};
 
 /// `[sinks.NAME.redis]` of an `sse` sink.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,6 +52,13 @@ pub struct SseRedisConfig {
     /// own connections' entries.
     #[serde(default = "crate::config::defaults::sse_redis_presence_refresh")]
     pub presence_refresh: HumanDuration,
+    /// Redis connections each instance reads its SSE clients' streams over
+    /// (each client's stream is read by one of them).
+    #[serde(default = "crate::config::defaults::sse_redis_readers")]
+    pub readers: usize,
+    /// The Pub/Sub channel on which the sink names each stream it wrote to,
+    /// so that the instances holding its clients read it.
+    pub channel: Option<String>,
 }
 
 impl SseRedisConfig {
@@ -66,6 +74,13 @@ impl SseRedisConfig {
             .unwrap_or_else(|| format!("sluice:presence:{sink}"))
     }
 
+    /// The notice channel's name for sink `sink`.
+    pub fn channel_of(&self, sink: &str) -> String {
+        self.channel
+            .clone()
+            .unwrap_or_else(|| format!("sluice:sse:{sink}"))
+    }
+
     /// Problems no single key shows.
     pub(crate) fn problems(&self, at: &str) -> Vec<String> {
         let mut p = Vec::new();
@@ -78,6 +93,9 @@ impl SseRedisConfig {
             p.push(format!(
                 "{at}.presence_refresh: must be more than zero and less than presence_ttl"
             ));
+        }
+        if !(1..=256).contains(&self.readers) {
+            p.push(format!("{at}.readers: must be from 1 to 256"));
         }
         p
     }
@@ -117,65 +135,49 @@ impl Sink for RedisSseSink {
             return Ok(super::acked());
         };
         let mut pipe = redis::pipe();
+        let mut written = std::collections::HashSet::new();
         for record in batch.records() {
             let Some(client) = self.hub.client_of(&record) else {
                 self.hub.count_unmatched();
                 continue;
             };
-            super::redis_stream::xadd(
-                &mut pipe,
-                &config.stream_of(&client),
-                config.maxlen,
-                &self.writer,
-                &record,
-            )
-            .map_err(|reason| SinkError::Delivery {
-                sink: self.hub.name().to_owned(),
-                reason,
-            })?;
+            let stream = config.stream_of(&client);
+            super::redis_stream::xadd(&mut pipe, &stream, config.maxlen, &self.writer, &record)
+                .map_err(|reason| SinkError::Delivery {
+                    sink: self.hub.name().to_owned(),
+                    reason,
+                })?;
+            written.insert(stream);
         }
         if pipe.is_empty() {
             return Ok(super::acked());
+        }
+        // After the XADDs on the same connection: a reader notified reads
+        // entries that are there.
+        let channel = config.channel_of(self.hub.name());
+        for stream in written {
+            pipe.cmd("PUBLISH").arg(&channel).arg(stream).ignore();
         }
         let name = self.hub.name().to_owned();
         super::redis_send(&mut self.conn, pipe, &name).await
     }
 }
 
-/// Where one Redis-backed SSE connection starts: its own connection, the id
-/// to read after, and a `gap` event to send first (see
-/// [`super::sse_resume`]).
-pub(super) type Start = (Connector, EntryId, Option<Bytes>);
+/// Where one Redis-backed SSE connection starts: the id to read after, and
+/// a `gap` event to send first (see [`super::sse_resume`]).
+pub(super) type Start = (EntryId, Option<Bytes>);
 
-/// Opens the Redis side of one SSE connection: its own connection, and the
-/// id to read after: `after` (the `Last-Event-ID`; a `gap` event first when
-/// the stream no longer holds what followed it, or never held it), or else
-/// the id of the stream's newest entry now, so that an event added after
-/// the client connected is never missed.
-pub(super) async fn open(
-    hub: &SseHub,
-    client: &str,
-    after: Option<EntryId>,
-) -> Result<Start, String> {
-    let config = hub
-        .config()
-        .redis
-        .as_ref()
-        .ok_or("the sink is not backed by Redis")?;
-    let mut conn = Connector::new(
-        &config.url,
-        &format!("sinks.{} (client {client})", hub.name()),
-        READ_BLOCK * 2,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut c = conn
-        .get()
-        .await
-        .map_err(|e| format!("Redis unavailable: {e}"))?;
+/// Where a connection for `client` starts: after `after` (the
+/// `Last-Event-ID`; a `gap` event first when the stream no longer holds
+/// what followed it, or never held it), or else after the stream's newest
+/// entry now, so that an event added after the client connected is never
+/// missed. Asked on the hub's shared control connection.
+pub(super) async fn open(mux: &Mux, stream: &str, after: Option<EntryId>) -> Result<Start, String> {
+    let mut c = mux.control().await?;
     if let Some(id) = after {
         let info: Result<Value, _> = redis::cmd("XINFO")
             .arg("STREAM")
-            .arg(config.stream_of(client))
+            .arg(stream)
             .query_async(&mut c)
             .await;
         let info = match info {
@@ -183,11 +185,10 @@ pub(super) async fn open(
             Err(e) if e.to_string().contains("no such key") => None,
             Err(e) => return Err(format!("Redis: {e}")),
         };
-        let (from, gap) = super::sse_resume::resume(id, info.as_ref());
-        return Ok((conn, from, gap));
+        return Ok(super::sse_resume::resume(id, info.as_ref()));
     }
     let newest: Value = redis::cmd("XREVRANGE")
-        .arg(config.stream_of(client))
+        .arg(stream)
         .arg("+")
         .arg("-")
         .arg("COUNT")
@@ -196,94 +197,7 @@ pub(super) async fn open(
         .await
         .map_err(|e| format!("Redis: {e}"))?;
     let newest = crate::common::redis::parse_entries(newest).map_err(|e| format!("Redis: {e}"))?;
-    Ok((conn, newest.first().map(|e| e.id).unwrap_or_default(), None))
-}
-
-/// How long one `XREAD` waits.
-const READ_BLOCK: Duration = Duration::from_secs(5);
-
-/// Feeds one SSE connection from its client's stream, starting after
-/// `after`, until the connection or the hub closes.
-pub(super) async fn feed(
-    hub: Arc<SseHub>,
-    client: String,
-    (mut conn, after, gap): Start,
-    tx: mpsc::Sender<Bytes>,
-    mut closed: watch::Receiver<bool>,
-) {
-    let Some(config) = hub.config().redis.clone() else {
-        return;
-    };
-    if let Some(gap) = gap
-        && tx.send(gap).await.is_err()
-    {
-        return;
-    }
-    let stream = config.stream_of(&client);
-    let mapping = EntryMapping::sink_default();
-    let mut last = after;
-    let mut scratch = Vec::new();
-    loop {
-        let read = async {
-            let mut c = conn.get().await?;
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(256)
-                .arg("BLOCK")
-                .arg(READ_BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(last.to_string())
-                .query_async::<Value>(&mut c)
-                .await
-        };
-        let reply = tokio::select! {
-            r = read => r,
-            _ = tx.closed() => return,
-            _ = closed.wait_for(|c| *c) => return,
-        };
-        conn.check(&reply);
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                if !crate::common::redis::is_connection_error(&e) {
-                    tracing::warn!(sink = %hub.name(), %client, error = %e, "SSE read from Redis failed; retrying.");
-                    conn.pause().await;
-                }
-                continue;
-            }
-        };
-        let streams = match crate::common::redis::parse_read_reply(reply) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(sink = %hub.name(), %client, error = %e, "Unexpected XREAD reply.");
-                conn.pause().await;
-                continue;
-            }
-        };
-        for (_, entries) in streams {
-            for entry in entries {
-                last = entry.id;
-                let Some(fields) = &entry.fields else {
-                    continue;
-                };
-                let mut one = FlatBatch::new(Origin::default());
-                mapping.push(&mut one, entry.id, fields);
-                let Some(record) = one.get(0) else { continue };
-                let event = encode_event(
-                    &entry.id.to_string(),
-                    &record,
-                    hub.config().format,
-                    &mut scratch,
-                );
-                // A slow client reads at its own pace: waiting here only
-                // delays this connection's next read.
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    Ok((newest.first().map(|e| e.id).unwrap_or_default(), None))
 }
 
 /// What the presence task hears from the hub.
