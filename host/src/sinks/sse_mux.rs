@@ -280,19 +280,23 @@ struct ReaderTask {
 
 impl ReaderTask {
     async fn run(mut self) {
-        let mut sweep = tokio::time::interval(SWEEP);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_sweep = tokio::time::Instant::now() + SWEEP;
         loop {
             if self.changed.is_empty() {
                 let note = tokio::select! {
                     n = self.notes.recv() => n,
-                    _ = sweep.tick() => Some(Note::Sweep),
+                    _ = tokio::time::sleep_until(next_sweep) => Some(Note::Sweep),
                     _ = async { drop(self.closed.wait_for(|c| *c).await) } => None,
                 };
                 match note {
                     Some(n) => self.take(n),
                     None => return,
                 }
+            }
+            // Due even while notices keep the reader busy.
+            if tokio::time::Instant::now() >= next_sweep {
+                self.take(Note::Sweep);
+                next_sweep = tokio::time::Instant::now() + SWEEP;
             }
             while let Ok(n) = self.notes.try_recv() {
                 self.take(n);
