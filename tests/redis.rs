@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::redis::{Entry, RedisServer, field, pending, xadd, xrange};
+use common::redis::{Entry, RedisServer, field, pending, xadd, xrange, xrange_ids};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -484,10 +484,7 @@ to = ["notify"]
         "the slow client: every event once, in order"
     );
     let mut c = server.conn();
-    let ids: Vec<String> = xrange(&mut c, "client:slow")
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let ids = xrange_ids(&mut c, "client:slow");
     assert_eq!(
         got.into_iter().map(|e| e.id.unwrap()).collect::<Vec<_>>(),
         ids
@@ -548,10 +545,7 @@ async fn sse_resumes_exactly_after_last_event_id() {
     );
     // Ids are the entry ids of the client's stream.
     let mut c = server.conn();
-    let ids: Vec<String> = xrange(&mut c, "client:c1")
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let ids = xrange_ids(&mut c, "client:c1");
     let mut all = seen.clone();
     all.extend(missed);
     assert_eq!(

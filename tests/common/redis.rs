@@ -148,6 +148,11 @@ pub fn xrange(c: &mut redis::Connection, stream: &str) -> Vec<Entry> {
 }
 
 /// `XADD stream * fields…`; returns the id.
+/// The ids of `stream`'s entries, oldest first.
+pub fn xrange_ids(c: &mut redis::Connection, stream: &str) -> Vec<String> {
+    xrange(c, stream).into_iter().map(|e| e.0).collect()
+}
+
 pub fn xadd(c: &mut redis::Connection, stream: &str, fields: &[(&str, &str)]) -> String {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg("*");

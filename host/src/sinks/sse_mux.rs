@@ -182,6 +182,22 @@ impl Mux {
         }
     }
 
+    /// Up to `COUNT` entries of `stream` after `last`, on the control
+    /// connection.
+    async fn range_after(&self, stream: &str, last: EntryId) -> Result<Vec<Entry>, String> {
+        let mut c = self.control().await?;
+        let reply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(format!("({last}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(COUNT)
+            .query_async::<Value>(&mut c)
+            .await;
+        self.control_check(&reply);
+        crate::common::redis::parse_entries(reply.map_err(|e| format!("Redis: {e}"))?)
+    }
+
     /// Feeds `watch` from its stream with `XRANGE`, waiting for the client
     /// as long as it needs, until it has caught up; then hands it to its
     /// reader. Ends when the connection or the hub closes.
@@ -197,24 +213,9 @@ impl Mux {
             if watch.tx.is_closed() || *closed.borrow() {
                 return;
             }
-            let read = async {
-                let mut c = self.control().await.map_err(Some)?;
-                redis::cmd("XRANGE")
-                    .arg(&watch.stream)
-                    .arg(format!("({}", watch.last))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(COUNT)
-                    .query_async::<Value>(&mut c)
-                    .await
-                    .map_err(|e| {
-                        self.control_check::<()>(&Err(e.clone()));
-                        Some(e.to_string())
-                    })
-            };
-            let entries = match read.await.map(crate::common::redis::parse_entries) {
-                Ok(Ok(entries)) => entries,
-                Ok(Err(e)) | Err(Some(e)) => {
+            let entries = match self.range_after(&watch.stream, watch.last).await {
+                Ok(entries) => entries,
+                Err(e) => {
                     tracing::warn!(sink = %hub.name(), stream = %watch.stream, error = %e, "SSE catch-up read failed; retrying.");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -222,7 +223,6 @@ impl Mux {
                     }
                     continue;
                 }
-                Err(None) => return,
             };
             let done = entries.len() < COUNT;
             for entry in &entries {
