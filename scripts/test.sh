@@ -4,7 +4,8 @@
 # runs every test in the workspace.
 #
 # Needs: the wasm32-wasip2 target (plugins are built from source by the
-# tests), redis-server (Debian's package; the Redis tests start their own
+# tests), chromium (Debian's package, headless, for the console's browser
+# test), redis-server (Debian's package; the Redis tests start their own
 # servers on free ports, one with a TLS port), openssl (a test CA) and
 # coreutils' mkfifo (the slow-sink test), python3 with PyYAML and pip
 # (deploy/check.sh), and node with npm: the Python and JS plugin toolchains
@@ -28,11 +29,12 @@ df -h . | tail -1 | awk '{print "disk: " $4 " free before the build"}'
 # and SASL); this kind of machine has them, a bare Debian may not.
 if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null \
     || ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl \
-    || ! python3 -c 'import yaml' 2>/dev/null || ! command -v pip >/dev/null; then
+    || ! python3 -c 'import yaml' 2>/dev/null || ! command -v pip >/dev/null \
+    || ! command -v chromium >/dev/null; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl libssl-dev pkg-config python3-yaml python3-pip
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server redis-tools openssl libssl-dev pkg-config python3-yaml python3-pip chromium
 fi
 # node and npm for componentize-js and the JS SDK's tests. Separately: a
 # nodesource nodejs (which has npm inside) conflicts with Debian's npm.

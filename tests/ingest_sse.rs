@@ -451,3 +451,71 @@ async fn the_client_id_can_come_from_a_json_field() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// `max_connections_per_client` and `max_connections` refuse the
+/// connection past them (429 and 503, naming the key), count it, and leave
+/// the open ones streaming; a closed connection frees its place.
+#[tokio::test]
+async fn sse_connections_are_capped_per_client_and_per_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [sources.in]
+        type = "http"
+        [sinks.live]
+        type = "sse"
+        max_connections = 3
+        max_connections_per_client = 2
+        [routes.r]
+        from = "in"
+        to = ["live"]
+        "#;
+    let running = start(text, dir.path()).await;
+    let addr = running.addr;
+    let a1 = SseClient::connect(addr, "live", "a").await;
+    let mut a2 = SseClient::connect(addr, "live", "a").await;
+    let (status, body) = get(addr, "/sse/live?client_id=a").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body.contains("client `a` already has 2 connections open (max_connections_per_client)"),
+        "{body}"
+    );
+    let mut b1 = SseClient::connect(addr, "live", "b").await;
+    let (status, body) = get(addr, "/sse/live?client_id=c").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("already has 3 connections open (max_connections)"),
+        "{body}"
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_sse_refused_total", &[("sink", "live")]),
+        Some(2)
+    );
+
+    let (status, _) = post_ndjson(
+        addr,
+        "in",
+        &[
+            json!({"key": "a", "value": 1}),
+            json!({"key": "b", "value": 2}),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(a2.next(WAIT).await.unwrap().data, "1");
+    assert_eq!(b1.next(WAIT).await.unwrap().data, "2");
+
+    drop(a1);
+    assert!(
+        eventually_async(WAIT, || async {
+            running
+                .metrics
+                .value("sluice_sse_connections", &[("sink", "live")])
+                == Some(2)
+        })
+        .await
+    );
+    let _a3 = SseClient::connect(addr, "live", "a").await;
+    running.shutdown().await.unwrap();
+}

@@ -293,7 +293,7 @@ async fn a_partition_moved_to_another_instance_takes_its_state_with_it() {
 }
 
 #[test]
-fn sluice_check_refuses_a_changelog_on_a_route_without_a_kafka_source() {
+fn sluice_check_refuses_a_changelog_on_a_route_without_a_kafka_or_redis_source() {
     let (ok, err) = sluice_check(
         r#"
         [sources.web]
@@ -308,7 +308,9 @@ fn sluice_check_refuses_a_changelog_on_a_route_without_a_kafka_source() {
     );
     assert!(!ok, "{err}");
     assert!(
-        err.contains("routes.r.state_changelog: needs a Kafka source, and `sources.web` is `http`"),
+        err.contains(
+            "routes.r.state_changelog: needs a Kafka or Redis source, and `sources.web` is `http`"
+        ),
         "{err}"
     );
 }

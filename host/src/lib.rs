@@ -18,19 +18,24 @@
 //!   shared with the SDK) and the JSON envelope.
 //! - [`wasm`]: the engine, host imports, plugin loading and instances.
 //! - [`pipeline`]: routes, the stage chain, error policies, the ack path,
-//!   and state changelogs (plugin state per partition, restored from Kafka).
+//!   and state changelogs (plugin state per partition, restored from a
+//!   Kafka topic, or from a Redis hash on a Redis route).
 //! - [`sources`]: `generator`, `http` ingest, `kafka` (at-least-once, or
 //!   exactly once through Kafka transactions) and `redis` streams.
 //! - [`sinks`]: `sse` (in memory or on Redis), `kafka`, `redis_stream`
 //!   (optionally deduplicating redeliveries by source position),
-//!   `redis_hash`, `file`, `stdout` and `blackhole`, and the sink driver.
+//!   `redis_hash`, `file`, `stdout` and `blackhole`, the sink driver, and
+//!   `state_hash` (a Redis route's state changelog).
 //! - [`common`]: client code the parts share: Kafka settings and the
 //!   embedded broker, reconnecting Redis connections and the entry ↔ record
 //!   mapping, backoff.
 //! - [`tables`]: keyed tables for joins, loaded from Kafka topics or Redis.
 //! - [`template`]: names filled from records (`"client:{key}"`).
-//! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics and plugin status.
+//! - [`server`]: the hyper server: ingest, SSE, health, readiness, metrics,
+//!   plugin status, and the console (`/ui`, its status stream and taps).
 //! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`tap`]: live, sampled, bounded taps of what routes send out, for the
+//!   console and `sluice tap` (`tap_client`: the command's HTTP client).
 //! - [`golden`]: `sluice test`, golden fixtures run through a plugin's stage.
 //! - [`health`]: whether each component reaches its Kafka or Redis, for
 //!   `/health`.
@@ -60,5 +65,7 @@ pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod tables;
+pub mod tap;
+pub mod tap_client;
 pub mod template;
 pub mod wasm;

@@ -77,6 +77,24 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// Print a sample of the records a running route sends out, one JSON
+    /// object a line (the console's tap; read-only, never slows the route).
+    Tap {
+        /// `ROUTE` or `ROUTE:PORT` (`default` is the default port).
+        target: String,
+        /// The running Sluice (its `server.listen`).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Only records with this key (a client id).
+        #[arg(long)]
+        key: Option<String>,
+        /// Records a second at most (1 to 1000).
+        #[arg(long, default_value_t = sluice::tap::DEFAULT_RATE)]
+        rate: u32,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`): text, coloured
@@ -135,6 +153,13 @@ fn main() -> ExitCode {
                 output,
                 fuel,
             } => compile(&input, output, fuel),
+            Command::Tap {
+                target,
+                server,
+                key,
+                rate,
+                limit,
+            } => tap(&target, &server, key, rate, limit).await,
         }
     });
     match result {
@@ -185,6 +210,41 @@ async fn run(path: PathBuf, dev: bool) -> anyhow::Result<()> {
         }
     }
     running.shutdown().await
+}
+
+/// `sluice tap`: the admin token, when the server wants one, is read from
+/// `SLUICE_ADMIN_TOKEN` (never from the command line, where `ps` shows it).
+async fn tap(
+    target: &str,
+    server: &str,
+    key: Option<String>,
+    rate: u32,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let (route, port) = sluice::tap_client::parse_target(target)?;
+    if !(1..=sluice::tap::MAX_RATE).contains(&rate) {
+        anyhow::bail!(
+            "--rate: from 1 to {} records a second",
+            sluice::tap::MAX_RATE
+        );
+    }
+    let filter = sluice::tap::TapFilter {
+        route,
+        port,
+        key: key.map(String::into_bytes),
+        rate,
+    };
+    let token = std::env::var("SLUICE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    sluice::tap_client::follow(
+        server,
+        &filter,
+        token.as_deref(),
+        limit,
+        std::io::stdout().lock(),
+    )
+    .await
 }
 
 fn compile(input: &std::path::Path, output: Option<PathBuf>, fuel: bool) -> anyhow::Result<()> {

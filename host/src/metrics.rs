@@ -125,6 +125,8 @@ pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
     /// Whether each component reaches its server, for `/health`.
     links: crate::health::Links,
+    /// The open taps (`/ui/tap`, `sluice tap`) routes offer records to.
+    taps: crate::tap::Taps,
 }
 
 /// The label set, values escaped as the text format wants (`\`, `"` and
@@ -151,6 +153,33 @@ impl Metrics {
     /// The connection states `/health` reports.
     pub fn links(&self) -> &crate::health::Links {
         &self.links
+    }
+
+    /// The open taps routes offer their records to.
+    pub fn taps(&self) -> &crate::tap::Taps {
+        self.taps
+            .count_drops_in(|| self.counter("sluice_tap_events_dropped_total", &[]));
+        &self.taps
+    }
+
+    /// Every counter or gauge called `name`: its labels and value, in label
+    /// order.
+    pub fn values(&self, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+        let inner = self.inner();
+        let mut out: Vec<_> = inner
+            .index
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, labels), m)| {
+                let value = match m {
+                    Metric::Counter(c) => c.get(),
+                    Metric::Gauge(g) => u64::try_from(g.get()).unwrap_or(0),
+                };
+                (labels.clone(), value)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -288,6 +317,9 @@ fn help(name: &str) -> &'static str {
             "Redeliveries a dedupe sink recognised and did not write again"
         }
         "sluice_sink_errors_total" => "Sink batches that failed",
+        "sluice_tap_events_dropped_total" => {
+            "Tap events dropped because a tap's reader fell behind (records are never dropped)"
+        }
         "sluice_redis_pending" => "Entries read but not yet acknowledged, per Redis stream",
         "sluice_kafka_consumer_lag" => "Records behind the partition's end, per Kafka partition",
         "sluice_stage_batch_seconds" => "Time one plugin call took for one batch",

@@ -97,6 +97,11 @@ pub fn plugin_state_limit() -> ByteSize {
     ByteSize(STATE_LIMIT)
 }
 
+/// `[plugins.NAME] max_outputs_per_record`.
+pub fn plugin_max_outputs_per_record() -> u32 {
+    100
+}
+
 /// `[plugins.X] timeout`.
 pub fn plugin_timeout() -> HumanDuration {
     HumanDuration(TIMEOUT)
@@ -105,6 +110,11 @@ pub fn plugin_timeout() -> HumanDuration {
 /// `[sinks.X] heartbeat` (type = sse).
 pub fn sse_heartbeat() -> HumanDuration {
     HumanDuration(HEARTBEAT)
+}
+
+/// `[sinks.X] max_connections_per_client` (type = sse).
+pub fn sse_max_connections_per_client() -> usize {
+    64
 }
 
 /// `[sinks.X] queue` (type = sse).

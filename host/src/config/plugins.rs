@@ -25,6 +25,12 @@ pub struct PluginConfig {
     /// may keep (`"64MiB"`); a write past it is refused.
     #[serde(default = "crate::config::defaults::plugin_state_limit")]
     pub state_limit: ByteSize,
+    /// The most records one call of a transform may return, per input
+    /// record (`100`); more fails the call as a malformed result, so a
+    /// plugin cannot flood its sinks. The bytes are bounded by
+    /// `memory_limit`: outputs are read from the instance's memory.
+    #[serde(default = "crate::config::defaults::plugin_max_outputs_per_record")]
+    pub max_outputs_per_record: u32,
     /// The time budget for one batch (`"1s"`). A plugin that runs longer is
     /// interrupted and its batch goes to `on_error`.
     #[serde(default = "crate::config::defaults::plugin_timeout")]

@@ -134,9 +134,9 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
                 problems.push(format!("{at}.state_changelog: must not be empty"));
             }
             match config.sources.get(&route.from) {
-                Some(SourceConfig::Kafka(_)) | None => {}
+                Some(SourceConfig::Kafka(_) | SourceConfig::Redis(_)) | None => {}
                 Some(other) => problems.push(format!(
-                    "{at}.state_changelog: needs a Kafka source, and `sources.{}` is `{}`: state is kept and restored per Kafka partition",
+                    "{at}.state_changelog: needs a Kafka or Redis source, and `sources.{}` is `{}`: state is restored from where the source's positions are kept (a Kafka topic per partition, or a Redis hash)",
                     route.from,
                     other.type_name()
                 )),

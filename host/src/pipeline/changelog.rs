@@ -15,6 +15,14 @@
 //! partition is assigned, after an aborted transaction), the worker reads
 //! the changelog partition from the beginning to its end (the last stable
 //! offset, `read_committed`) and rebuilds the partition's state from it.
+//!
+//! On a route with a Redis source the changelog is a Redis hash instead
+//! ([`ChangelogStore::Redis`]), on the source's server: field
+//! `<plugin>\0<state key>`, value the state value; a batch's changes are
+//! applied with one `MULTI`/`EXEC` (HSET, HDEL for a delete) before its
+//! entries are acknowledged, and the hash is read back (HSCAN) at start.
+//! Redis sources have one partition (0), so the hash holds the route's
+//! whole state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,15 +43,41 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
 /// One change read back: plugin, state key, value (`None`: deleted).
 type Change = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
+/// Where a changelog is kept.
+pub enum ChangelogStore {
+    /// A compacted Kafka topic, partition for source partition.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// Settings for the consumers that restore (the source's cluster
+        /// and security settings).
+        client: ClientConfig,
+    },
+    /// A Redis hash (a route with a Redis source).
+    Redis {
+        /// The hash's key.
+        hash: String,
+        /// The source's server (URL, TLS, credentials, database).
+        client: redis::Client,
+    },
+}
+
+impl ChangelogStore {
+    /// What it is, for messages: "changelog topic `x`".
+    fn describe(&self) -> String {
+        match self {
+            Self::Kafka { topic, .. } => format!("changelog topic `{topic}`"),
+            Self::Redis { hash, .. } => format!("changelog hash `{hash}`"),
+        }
+    }
+}
+
 /// A route's changelog: where its state changes go and are restored from.
 pub struct Changelog {
     route: Arc<str>,
-    topic: String,
+    store: ChangelogStore,
     /// The route's plugins, whose state the changelog holds.
     plugins: Vec<String>,
-    /// Settings for the consumers that restore (the source's cluster and
-    /// security settings).
-    client: ClientConfig,
     states: PluginStates,
     /// The sink the changes are written through.
     pub(crate) sink: SinkHandle,
@@ -55,7 +89,7 @@ impl std::fmt::Debug for Changelog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Changelog")
             .field("route", &self.route)
-            .field("topic", &self.topic)
+            .field("store", &self.store.describe())
             .finish()
     }
 }
@@ -64,15 +98,15 @@ impl std::fmt::Debug for Changelog {
 pub struct ChangelogParts {
     /// `[routes.NAME]`.
     pub route: String,
-    /// The changelog topic.
-    pub topic: String,
+    /// The changelog topic (with the resolved bootstrap servers and the
+    /// source's librdkafka options) or hash.
+    pub store: ChangelogStore,
     /// `[plugins.NAME]` of the route's stages.
     pub plugins: Vec<String>,
-    /// The resolved bootstrap servers and the source's librdkafka options.
-    pub client: ClientConfig,
     /// Where the states live.
     pub states: PluginStates,
-    /// The sink writing to `topic`, partition by source partition.
+    /// The sink writing to the store (a topic: partition by source
+    /// partition).
     pub sink: SinkHandle,
 }
 
@@ -80,27 +114,28 @@ impl Changelog {
     /// A changelog from `parts`, reporting restores in `metrics`.
     pub fn new(parts: ChangelogParts, metrics: &Metrics) -> Self {
         let labels = [("route", parts.route.as_str())];
-        let mut client = parts.client;
-        client
-            .set("group.id", format!("sluice-restore-{}", parts.route))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            // A restore holds its partition: fetch without waiting for more.
-            .set("fetch.wait.max.ms", "10")
-            .set("fetch.queue.backoff.ms", "10")
-            .set("fetch.error.backoff.ms", "10")
-            .set("topic.metadata.refresh.fast.interval.ms", "10")
-            .set("max.partition.fetch.bytes", (16 << 20).to_string());
+        let mut store = parts.store;
+        if let ChangelogStore::Kafka { client, .. } = &mut store {
+            client
+                .set("group.id", format!("sluice-restore-{}", parts.route))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "true")
+                .set("isolation.level", "read_committed")
+                .set("auto.offset.reset", "earliest")
+                // A restore holds its partition: fetch without waiting for more.
+                .set("fetch.wait.max.ms", "10")
+                .set("fetch.queue.backoff.ms", "10")
+                .set("fetch.error.backoff.ms", "10")
+                .set("topic.metadata.refresh.fast.interval.ms", "10")
+                .set("max.partition.fetch.bytes", (16 << 20).to_string());
+        }
         Self {
             restores: metrics.histogram("sluice_state_restore_seconds", &labels),
             restored_changes: metrics.counter("sluice_state_restored_changes_total", &labels),
             route: parts.route.into(),
-            topic: parts.topic,
+            store,
             plugins: parts.plugins,
-            client,
             states: parts.states,
             sink: parts.sink,
         }
@@ -124,10 +159,18 @@ impl Changelog {
             return Ok(());
         }
         let started = Instant::now();
-        let changes = self.read(scope.partition).map_err(|e| {
+        let read = match &self.store {
+            ChangelogStore::Kafka { topic, client } => {
+                read_partition(client, topic, scope.partition)
+            }
+            ChangelogStore::Redis { hash, client } => read_hash(client, hash),
+        };
+        let changes = read.map_err(|e| {
             format!(
-                "cannot restore the state of routes.{} partition {} from changelog topic `{}`: {e}",
-                self.route, scope.partition, self.topic
+                "cannot restore the state of routes.{} partition {} from {}: {e}",
+                self.route,
+                scope.partition,
+                self.store.describe()
             )
         })?;
         let n = changes.len();
@@ -153,7 +196,7 @@ impl Changelog {
             .iter()
             .map(|p| self.states.scoped(p, &scope).len())
             .sum();
-        tracing::info!(route = &*self.route, partition = scope.partition, topic = %self.topic, changes = n, keys, ms = started.elapsed().as_millis() as u64, "Plugin state restored from the changelog.");
+        tracing::info!(route = &*self.route, partition = scope.partition, from = %self.store.describe(), changes = n, keys, ms = started.elapsed().as_millis() as u64, "Plugin state restored from the changelog.");
         Ok(())
     }
 
@@ -172,41 +215,6 @@ impl Changelog {
             }
         }
         self.restore(origin)
-    }
-
-    /// Every change in changelog partition `partition`, in order.
-    fn read(&self, partition: i32) -> Result<Vec<Change>, String> {
-        let consumer: BaseConsumer = self.client.create().map_err(|e| e.to_string())?;
-        let mut tpl = TopicPartitionList::new();
-        // Offset 0, not `Beginning`: that costs a ListOffsets round (half a
-        // second here); where compaction removed offset 0, the consumer
-        // resets to the log start (`auto.offset.reset = earliest`).
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(0))
-            .map_err(|e| e.to_string())?;
-        consumer.assign(&tpl).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + RESTORE_TIMEOUT;
-        let mut changes = Vec::new();
-        while Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Ok(m)) => {
-                    let Some(key) = m.key() else { continue };
-                    let Some(split) = key.iter().position(|b| *b == 0) else {
-                        continue;
-                    };
-                    changes.push((
-                        key[..split].to_vec(),
-                        key[split + 1..].to_vec(),
-                        m.payload().map(<[u8]>::to_vec),
-                    ));
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(changes),
-                Some(Err(e)) => return Err(e.to_string()),
-            }
-        }
-        Err(format!(
-            "the end of the partition was not reached within {RESTORE_TIMEOUT:?}"
-        ))
     }
 
     /// The changelog records of `changes`, for the batch from `origin`.
@@ -229,4 +237,79 @@ impl Changelog {
         }
         batch
     }
+}
+
+/// Every change in partition `partition` of changelog `topic`, in order.
+fn read_partition(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<Change>, String> {
+    let consumer: BaseConsumer = client.create().map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    // Offset 0, not `Beginning`: that costs a ListOffsets round (half a
+    // second here); where compaction removed offset 0, the consumer
+    // resets to the log start (`auto.offset.reset = earliest`).
+    tpl.add_partition_offset(topic, partition, Offset::Offset(0))
+        .map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + RESTORE_TIMEOUT;
+    let mut changes = Vec::new();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                if let Some((plugin, key)) = m.key().and_then(split_key) {
+                    changes.push((plugin, key, m.payload().map(<[u8]>::to_vec)));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(changes),
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+    Err(format!(
+        "the end of the partition was not reached within {RESTORE_TIMEOUT:?}"
+    ))
+}
+
+/// One HSCAN reply: the next cursor, and fields with their values.
+type HashPage = (u64, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Every field of changelog hash `hash`: the state as the last committed
+/// batch left it (deleted keys are not there).
+fn read_hash(client: &redis::Client, hash: &str) -> Result<Vec<Change>, String> {
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(RESTORE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut changes = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        // HSCAN, not HGETALL: a large hash is read in steps that do not
+        // hold the server. A field seen twice (a rehash) is restored twice,
+        // to the same value.
+        let (next, fields): HashPage = redis::cmd("HSCAN")
+            .arg(hash)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        for (field, value) in fields {
+            if let Some((plugin, key)) = split_key(&field) {
+                changes.push((plugin, key, Some(value)));
+            }
+        }
+        if next == 0 {
+            return Ok(changes);
+        }
+        cursor = next;
+    }
+}
+
+/// `<plugin>\0<state key>` as its two parts.
+fn split_key(key: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let split = key.iter().position(|b| *b == 0)?;
+    Some((key[..split].to_vec(), key[split + 1..].to_vec()))
 }

@@ -14,6 +14,6 @@ pub mod route;
 pub mod stage;
 
 pub use ack::{AckResult, BatchAck, Pending};
-pub use changelog::{Changelog, ChangelogParts};
+pub use changelog::{Changelog, ChangelogParts, ChangelogStore};
 pub use route::{Outputs, RouteBatch, RouteInput, RouteState, RouteStatus};
 pub use stage::{Chain, ChainOutput, StageSpec};

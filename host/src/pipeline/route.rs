@@ -14,6 +14,7 @@ use crate::config::PortMap;
 use crate::metrics::{Counter, Metrics};
 use crate::record::FlatBatch;
 use crate::sinks::{SinkBatch, SinkHandle, SseHub};
+use crate::tap::Taps;
 
 /// A source batch on its way into a route.
 #[derive(Debug)]
@@ -174,6 +175,8 @@ pub struct Worker {
     pub not_connected: Counter,
     /// With `state_changelog`: where state changes go and come back from.
     pub changelog: Option<Arc<Changelog>>,
+    /// The open taps, offered what the route sends out.
+    pub taps: Taps,
 }
 
 /// Starts a route's workers; returns the route's input and the tasks.
@@ -203,6 +206,7 @@ pub fn start(
             demand: demand.clone(),
             not_connected: metrics.counter("sluice_route_not_connected_total", &labels),
             changelog: changelog.clone(),
+            taps: metrics.taps().clone(),
         };
         let mut chain = Chain::new(name, w, specs, metrics);
         if changelog.is_some() {
@@ -297,6 +301,9 @@ async fn dispatch(worker: &Worker, out: ChainOutput, pending: &Pending) {
     if records.is_empty() {
         return;
     }
+    worker
+        .taps
+        .offer(&worker.route, &records, &ports, &port_names);
     let records = Arc::new(records);
     let single_port = ports.iter().all(|&p| p == 0);
     if single_port {

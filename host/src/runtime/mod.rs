@@ -294,6 +294,7 @@ impl Running {
             plugins: self.slots.clone(),
             tables: self.tables.tables().clone(),
             ready_grace: self.config.server.ready_grace.0,
+            graph: Arc::new(crate::server::graph(&self.config)),
         });
     }
 

@@ -4,7 +4,7 @@
 
 use super::{Kind, WIT};
 
-const SDK: [(&str, &str); 11] = [
+const SDK: [(&str, &str); 12] = [
     (
         "sluice-sdk/sluice.js",
         include_str!("../../../plugins/sdk-js/src/sluice.js"),
@@ -40,6 +40,10 @@ const SDK: [(&str, &str); 11] = [
     (
         "sluice-sdk/native/presence.js",
         include_str!("../../../plugins/sdk-js/src/native/presence.js"),
+    ),
+    (
+        "sluice-sdk/native/sets.js",
+        include_str!("../../../plugins/sdk-js/src/native/sets.js"),
     ),
     (
         "sluice-sdk/native/state.js",

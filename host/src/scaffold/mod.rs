@@ -20,7 +20,7 @@ mod rust;
 use std::path::{Path, PathBuf};
 
 /// The WIT files, for the Python and JS projects' builds.
-const WIT: [(&str, &str); 8] = [
+const WIT: [(&str, &str); 9] = [
     ("wit/log.wit", include_str!("../../../wit/log.wit")),
     ("wit/packed.wit", include_str!("../../../wit/packed.wit")),
     ("wit/plugin.wit", include_str!("../../../wit/plugin.wit")),
@@ -28,6 +28,7 @@ const WIT: [(&str, &str); 8] = [
         "wit/presence.wit",
         include_str!("../../../wit/presence.wit"),
     ),
+    ("wit/sets.wit", include_str!("../../../wit/sets.wit")),
     ("wit/state.wit", include_str!("../../../wit/state.wit")),
     ("wit/tables.wit", include_str!("../../../wit/tables.wit")),
     ("wit/types.wit", include_str!("../../../wit/types.wit")),

@@ -8,14 +8,18 @@
 //! | `GET /ready`                       | 200 when every table has loaded and every source is open, else 503 |
 //! | `GET /metrics`                     | Prometheus text                        |
 //! | `GET /plugins`                     | each plugin's version, load time, reloads, last error |
+//! | `GET /ui`                          | the console (`console.rs`); `/ui/status` and `/ui/tap` are its streams |
 //!
 //! The server takes its listener and shutdown signal as arguments, so tests
 //! bind port 0 and stop it when they like. With `[server] tls` it speaks
 //! HTTPS (`tls.rs`); the certificate is read again on every config reload.
 //! `sse.rs` serves `GET /sse/{sink}`.
 
+mod console;
 mod sse;
 mod tls;
+
+pub use console::graph;
 
 pub use tls::ServerTls;
 
@@ -59,6 +63,8 @@ pub struct Served {
     pub tables: Tables,
     /// How long a link may be down before `/ready` says 503.
     pub ready_grace: Duration,
+    /// The route graph the console draws ([`graph`]).
+    pub graph: Arc<serde_json::Value>,
 }
 
 /// The server's state.
@@ -192,7 +198,7 @@ async fn serve_connection<S>(
     let service = hyper::service::service_fn(move |req| {
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
-        async move { Ok::<_, Infallible>(handle(req, &state, shutdown).await) }
+        async move { Ok::<_, Infallible>(handle(req, &state, shutdown, peer).await) }
     });
     let conn =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -201,11 +207,32 @@ async fn serve_connection<S>(
     }
 }
 
-async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+    shutdown: Shutdown,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let served = state.served();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let admin = state.is_admin(req.headers());
+    if segments.first() == Some(&"ui") {
+        let query = crate::sources::http::parse_query(req.uri().query().unwrap_or(""));
+        if let Some(refused) = console::refusal(state, req.headers(), &query, peer) {
+            return refused;
+        }
+        return match (req.method(), &segments[1..]) {
+            (&Method::GET, ["status"]) => console::status_stream(Arc::clone(state), shutdown),
+            (&Method::GET, ["tap"]) => match console::tap_filter(&query) {
+                Ok(filter) => console::tap_stream(state, &served, filter, shutdown),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            (&Method::GET, [] | [""]) => console::asset(""),
+            (&Method::GET, [file]) => console::asset(file),
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        };
+    }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["health"]) => health(&served, state.metrics.links(), admin),
         (&Method::GET, ["ready"]) => ready(&served, state.metrics.links()),
@@ -242,7 +269,7 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "not found; try /health, /ready, /metrics, /plugins, /ingest/{source} or /sse/{sink}",
+            "not found; try /health, /ready, /metrics, /plugins, /ui, /ingest/{source} or /sse/{sink}",
         ),
     }
 }
@@ -255,29 +282,8 @@ async fn handle(req: Request<Incoming>, state: &AppState, shutdown: Shutdown) ->
 /// records wait and are retried, and restarting would not bring the server
 /// back, so a liveness probe must not fail on it.
 fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Response<Body> {
-    let mut failed = false;
-    let routes: serde_json::Map<String, serde_json::Value> = served
-        .routes
-        .iter()
-        .map(|r| {
-            let value = match r.state() {
-                RouteState::Running => serde_json::json!("running"),
-                RouteState::Failed(reason) => {
-                    failed = true;
-                    serde_json::json!({ "failed": reason })
-                }
-            };
-            (r.name().to_owned(), value)
-        })
-        .collect();
-    let tables: serde_json::Map<String, serde_json::Value> = served
-        .tables
-        .iter()
-        .map(|(name, t)| {
-            let value = serde_json::json!({ "ready": t.is_ready(), "keys": t.len() });
-            (name.clone(), value)
-        })
-        .collect();
+    let (routes, failed) = route_states(served);
+    let tables = table_states(served);
     let mut down = false;
     let links: serde_json::Map<String, serde_json::Value> = links
         .snapshot()
@@ -327,6 +333,39 @@ fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Respons
         StatusCode::OK
     };
     text(code, "application/json", body)
+}
+
+/// Each route's state (`"running"` or `{"failed": reason}`), and whether
+/// any has failed.
+fn route_states(served: &Served) -> (serde_json::Map<String, serde_json::Value>, bool) {
+    let mut failed = false;
+    let routes = served
+        .routes
+        .iter()
+        .map(|r| {
+            let value = match r.state() {
+                RouteState::Running => serde_json::json!("running"),
+                RouteState::Failed(reason) => {
+                    failed = true;
+                    serde_json::json!({ "failed": reason })
+                }
+            };
+            (r.name().to_owned(), value)
+        })
+        .collect();
+    (routes, failed)
+}
+
+/// Each table's readiness and size.
+fn table_states(served: &Served) -> serde_json::Map<String, serde_json::Value> {
+    served
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            let value = serde_json::json!({ "ready": t.is_ready(), "keys": t.len() });
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// Readiness, for a load balancer or an orchestrator's readiness probe:

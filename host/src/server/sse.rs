@@ -18,7 +18,7 @@ use super::{Body, error, error_with_auth, unauthorized};
 use crate::common::redis::EntryId;
 use crate::shutdown::Shutdown;
 use crate::sinks::SseHub;
-use crate::sinks::sse::Subscription;
+use crate::sinks::sse::{OverLimit, Subscription};
 use crate::sources::http::parse_query;
 
 /// `GET /sse/{sink}`: one client's events from `hub`, as a stream.
@@ -68,6 +68,25 @@ pub(super) async fn serve(
         // In memory, ids are per process: there is nothing to resume from.
         _ => None,
     };
+    match hub.over_limit(&client) {
+        Some(OverLimit::Client(n)) => {
+            hub.refused.add(1);
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "client `{client}` already has {n} connections open (max_connections_per_client)"
+                ),
+            );
+        }
+        Some(OverLimit::Sink(n)) => {
+            hub.refused.add(1);
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("this sink already has {n} connections open (max_connections)"),
+            );
+        }
+        None => {}
+    }
     let subscription = match hub.subscribe(&client, after).await {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),

@@ -17,6 +17,7 @@ pub mod sse;
 mod sse_mux;
 mod sse_redis;
 mod sse_resume;
+pub(crate) mod state_hash;
 mod stdout;
 
 use std::collections::BTreeMap;

@@ -59,6 +59,23 @@ pub struct SseConfig {
     /// Require a JWT from each client; its claim names the client (the
     /// query's `client_id` is then ignored).
     pub auth: Option<crate::auth::jwt::JwtConfig>,
+    /// The most connections the sink holds open on this instance; past it
+    /// a new one is refused (`503`). Unset: no cap but the process's file
+    /// descriptors.
+    pub max_connections: Option<usize>,
+    /// The most connections one client id may hold open on this instance;
+    /// past it a new one is refused (`429`).
+    #[serde(default = "crate::config::defaults::sse_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+}
+
+/// Why a new connection is refused: a connection cap is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverLimit {
+    /// `max_connections` of the sink.
+    Sink(usize),
+    /// `max_connections_per_client`.
+    Client(usize),
 }
 
 /// What an SSE event's `data` holds.
@@ -88,6 +105,8 @@ pub struct SseHub {
     next_event: AtomicU64,
     next_subscriber: AtomicU64,
     connected: Gauge,
+    /// `sluice_sse_refused_total`: connections refused by a cap.
+    pub(crate) refused: Counter,
     unmatched: Counter,
     /// Redis-backed connections that fell behind their reader and caught
     /// up on their own.
@@ -203,6 +222,7 @@ impl SseHub {
             next_event: AtomicU64::new(1),
             next_subscriber: AtomicU64::new(0),
             connected: metrics.gauge("sluice_sse_connections", &[("sink", name)]),
+            refused: metrics.counter("sluice_sse_refused_total", &[("sink", name)]),
             unmatched: metrics
                 .counter("sluice_sse_records_without_client_total", &[("sink", name)]),
             catch_ups: metrics.counter("sluice_sse_catch_ups_total", &[("sink", name)]),
@@ -369,6 +389,20 @@ impl SseHub {
     /// How many connections `client` has open.
     pub fn connections(&self, client: &str) -> usize {
         self.lock().get(client).map_or(0, Vec::len)
+    }
+
+    /// Whether one more connection for `client` would pass a cap (checked
+    /// when a connection opens; connections opening at the same moment
+    /// may pass it by the few that race).
+    pub fn over_limit(&self, client: &str) -> Option<OverLimit> {
+        let clients = self.lock();
+        let mine = clients.get(client).map_or(0, Vec::len);
+        if mine >= self.config.max_connections_per_client {
+            return Some(OverLimit::Client(self.config.max_connections_per_client));
+        }
+        let cap = self.config.max_connections?;
+        let all: usize = clients.values().map(Vec::len).sum();
+        (all >= cap).then_some(OverLimit::Sink(cap))
     }
 
     /// Ends every connection (at shutdown, after the last events).

@@ -8,10 +8,11 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     with: {
         "sluice:plugin/tables.table": crate::wasm::host::OpenTable,
+        "sluice:plugin/sets.byte-set": crate::wasm::sets::ByteSet,
     },
 });
 
 pub use self::exports::sluice::plugin::{
     filter_api, packed_filter_api, packed_transform_api, transform_api,
 };
-pub use self::sluice::plugin::{log, packed_types, presence, state, tables, types};
+pub use self::sluice::plugin::{log, packed_types, presence, sets, state, tables, types};

@@ -15,8 +15,19 @@ pub(crate) fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError>
     check_errors(&o.errors, n)
 }
 
-pub(crate) fn check_transform(o: &TransformOutcome, n: usize) -> Result<(), WasmError> {
+pub(crate) fn check_transform(
+    o: &TransformOutcome,
+    n: usize,
+    max_per_record: u32,
+) -> Result<(), WasmError> {
     let bad = |m: String| Err(WasmError::BadOutput(m));
+    let cap = n.saturating_mul(max_per_record as usize);
+    if o.outputs.len() > cap {
+        return bad(format!(
+            "{} output records for {n} input records, more than max_outputs_per_record ({max_per_record}) allows",
+            o.outputs.len()
+        ));
+    }
     o.outputs
         .validate()
         .map_err(|e| WasmError::BadOutput(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! What each plugin instance's `Store` holds, and the host imports it serves:
-//! logging, presence, tables, state, a WASI context that grants nothing, and
+//! logging, presence, tables, state (sets: `sets.rs`), a WASI context that grants nothing, and
 //! resource limits.
 
 use std::collections::VecDeque;
@@ -41,6 +41,8 @@ pub struct StoreState {
     imports: HostImports,
     /// The plugin's keyed state, one transaction per call.
     pub(crate) state: StateTxn,
+    /// Bytes held by the instance's `byte-set`s (capped at `max_memory`).
+    pub(super) set_bytes: usize,
 }
 
 /// What a stage's host imports answer from: connections for `presence`,
@@ -130,7 +132,13 @@ impl StoreState {
             stderr_tail,
             imports,
             state,
+            set_bytes: 0,
         }
+    }
+
+    /// The resources the instance holds (tables, sets).
+    pub(super) fn resources(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 
@@ -242,7 +250,7 @@ impl tables::HostTable for StoreState {
 /// trap that follows can be reported as what it is.
 #[derive(Debug)]
 pub struct Limiter {
-    max_memory: usize,
+    pub(super) max_memory: usize,
     pub(crate) hit: bool,
 }
 

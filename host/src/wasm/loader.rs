@@ -54,6 +54,7 @@ pub async fn load_plugin_with(
         timeout: plugin.timeout.0,
         fuel: plugin.fuel,
         state_limit: usize::try_from(plugin.state_limit.0).unwrap_or(usize::MAX),
+        max_outputs_per_record: plugin.max_outputs_per_record,
     };
     let name = name.to_owned();
     let tables = plugin.tables.clone();

@@ -9,6 +9,7 @@ pub(crate) mod host;
 mod loader;
 mod packed;
 mod plugin;
+mod sets;
 mod slot;
 mod state;
 

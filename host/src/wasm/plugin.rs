@@ -60,6 +60,8 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Cap on the plugin's keyed state (keys plus values), in bytes.
     pub state_limit: usize,
+    /// Cap on a transform call's outputs, per input record.
+    pub max_outputs_per_record: u32,
 }
 
 /// A compiled and linked plugin, ready to instantiate cheaply.
@@ -277,7 +279,10 @@ impl Instance {
             }
         };
         let result = match result {
-            Ok(Ok(outcome)) => check_transform(&outcome, batch.len()).map(|()| outcome),
+            Ok(Ok(outcome)) => {
+                check_transform(&outcome, batch.len(), self.limits.max_outputs_per_record)
+                    .map(|()| outcome)
+            }
             Ok(Err(bad)) => Err(WasmError::BadOutput(bad)),
             Err(e) => Err(classify(e, &self.store, self.limits)),
         };

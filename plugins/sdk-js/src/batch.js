@@ -95,6 +95,15 @@ export class Batch {
     return out;
   }
 
+  /**
+   * One byte per record, 1 when its key is in `set` (a `KeySet`), 0 when
+   * it is not or the record has no key: one host call for the batch, no
+   * JavaScript per record, so a filter by key can return it as it is.
+   */
+  keysIn(set) {
+    return set.many(this.keys, this.keyEnds, this.recordFlags);
+  }
+
   /** Fails record `index` with `text` (the stage's `on_error` policy handles it). */
   fail(index, text) {
     if (!(index >= 0 && index < this.length)) throw new RangeError(`no record ${index} in a batch of ${this.length}`);

@@ -15,6 +15,7 @@
 import { log as hostLog } from 'sluice:plugin/log@0.1.0';
 import { connected as hostConnected } from 'sluice:plugin/presence@0.1.0';
 import * as hostState from 'sluice:plugin/state@0.1.0';
+import { ByteSet } from 'sluice:plugin/sets@0.1.0';
 
 import { Batch, Record, RecordError, FLAG_HAS_KEY, FLAG_NULL_VALUE, message } from './batch.js';
 
@@ -23,6 +24,25 @@ export { Batch, Record, RecordError, FLAG_HAS_KEY, FLAG_NULL_VALUE };
 export const KEEP = Symbol('keep');
 
 const encoder = new TextEncoder();
+
+/**
+ * A set of keys (strings, as UTF-8, or bytes) kept by the host, to test a
+ * whole key column with one call: `batch.keysIn(set)`. Make it once, in the
+ * plugin's `config` function, not per batch. `has(key)` tests one key.
+ */
+export class KeySet {
+  constructor(members) {
+    this.size = new Set(members).size;
+    this.set = new ByteSet(Array.from(members, asBytes));
+  }
+  has(key) {
+    return this.set.contains(asBytes(key));
+  }
+  /** One byte per item of `items` cut at `ends` (see `batch.keysIn`). */
+  many(items, ends, flags = new Uint8Array(0)) {
+    return this.set.containsMany(items, ends, flags);
+  }
+}
 
 /** Thrown at init: the stage's config does not suit the plugin. Name the key. */
 export class InvalidConfig extends Error {}

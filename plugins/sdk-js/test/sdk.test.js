@@ -2,7 +2,7 @@
 // interfaces resolved to the stand-ins in native/).
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { filter, filterBatch, Batch, transform, Record, RecordError, InvalidConfig, connected, state, log, globMatch } from '../src/sluice.js';
+import { filter, filterBatch, Batch, transform, Record, RecordError, InvalidConfig, KeySet, connected, state, log, globMatch } from '../src/sluice.js';
 import { join } from '../src/join.js';
 import * as testing from '../src/testing.js';
 import { record } from '../src/testing.js';
@@ -73,6 +73,16 @@ test('keyStrs decodes ASCII, UTF-8 and invalid keys like keyStr', () => {
   }
   const b = new Batch(testing.batch(keys.map((key) => record('', { key }))));
   assert.deepEqual(b.keyStrs(), ['c1', null, '\u00e9t\u00e9', null, '\ufeffbom', '']);
+});
+
+test('keysIn tests the key column against a KeySet; keyless records are never members', () => {
+  const keys = ['c1', null, '', '\u00e9t\u00e9', new Uint8Array([0xff]), 'c2', 'c1'];
+  const set = new KeySet(['c1', '', '\u00e9t\u00e9', new Uint8Array([0xff])]);
+  const b = new Batch(testing.batch(keys.map((key) => record('', { key }))));
+  assert.deepEqual([...b.keysIn(set)], [1, 0, 1, 1, 1, 0, 1]);
+  assert.equal(set.has('c1'), true);
+  assert.equal(set.has('c2'), false);
+  assert.equal(set.size, 4);
 });
 
 test('a plain exception names its type', () => {
