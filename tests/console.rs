@@ -284,13 +284,18 @@ async fn the_console_needs_the_admin_token_when_admin_tokens_are_set() {
     let (status, body) = get(running.addr, "/ui?access_token=s3cret-admin").await;
     assert_eq!(status, 200);
     assert!(body.contains("<title>Sluice console</title>"));
-    let req = builder(running.addr, "GET", "/ui/console.js")
-        .header("authorization", "Bearer s3cret-admin")
-        .body(Default::default())
-        .unwrap();
-    let (status, body) = call(running.addr, req).await;
+    // The script and style sheet the page loads hold no data: no token.
+    let (status, body) = get(running.addr, "/ui/console.js").await;
     assert_eq!(status, 200);
     assert!(body.contains("textContent"));
+    let (status, _) = get(running.addr, "/ui/console.css").await;
+    assert_eq!(status, 200);
+    let req = builder(running.addr, "GET", "/ui/status")
+        .header("authorization", "Bearer wrong")
+        .body(Default::default())
+        .unwrap();
+    let (status, _) = call(running.addr, req).await;
+    assert_eq!(status, 401, "a wrong token");
     let (status, body) = get(running.addr, "/ui/tap?access_token=s3cret-admin").await;
     assert_eq!(status, 400);
     assert!(body.contains("missing ?route="), "{body}");

@@ -211,6 +211,7 @@ async fn bad_requests_get_clear_errors_and_nothing_is_half_ingested() {
         [sources.in]
         type = "http"
         max_body = "1KiB"
+        max_records = 3
         [sinks.log]
         type = "file"
         path = "out.jsonl"
@@ -238,6 +239,15 @@ async fn bad_requests_get_clear_errors_and_nothing_is_half_ingested() {
         .unwrap();
     let (status, body) = call(addr, req).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    // Four NDJSON lines where three are allowed: refused whole.
+    let four: Vec<_> = (0..4).map(|i| json!({"value": i})).collect();
+    let (status, body) = post_ndjson(addr, "in", &four).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body.contains("more than max_records (3) records in one request"),
+        "{body}"
+    );
 
     let (status, body) = get(addr, "/sse/log").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");

@@ -192,6 +192,11 @@ pub fn kafka_source_commit_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
+/// `[sources.X] max_records` (type = http).
+pub fn http_max_records() -> usize {
+    10_000
+}
+
 /// `[sources.X] max_body` (type = http).
 pub fn http_max_body() -> ByteSize {
     ByteSize(MAX_BODY)

@@ -11,7 +11,8 @@
 //! Access: with admin tokens set, the admin token (as a bearer header, or
 //! `?access_token=` since a page's EventSource cannot send headers);
 //! without them, only clients on a loopback address, because a tap shows
-//! record contents.
+//! record contents. The page's script and style sheet, which hold no data,
+//! are served to anyone.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

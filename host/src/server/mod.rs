@@ -219,7 +219,10 @@ async fn handle(
     let admin = state.is_admin(req.headers());
     if segments.first() == Some(&"ui") {
         let query = crate::sources::http::parse_query(req.uri().query().unwrap_or(""));
-        if let Some(refused) = console::refusal(state, req.headers(), &query, peer) {
+        // The script and the style sheet hold no data: a page loaded with
+        // `?access_token=` fetches them without it.
+        let asset = matches!(&segments[1..], ["console.js" | "console.css"]);
+        if !asset && let Some(refused) = console::refusal(state, req.headers(), &query, peer) {
             return refused;
         }
         return match (req.method(), &segments[1..]) {
@@ -431,8 +434,11 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
     };
-    let records = match parse_request(parts.uri.query(), &parts.headers, body) {
+    let records = match parse_request(parts.uri.query(), &parts.headers, body, handle.max_records) {
         Ok(r) => r,
+        Err(e @ IngestError::TooMany(_)) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+        }
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match handle.ingest(records).await {
@@ -444,9 +450,9 @@ async fn ingest(req: Request<Incoming>, handle: &IngestHandle) -> Response<Body>
         Err(e @ IngestError::Unavailable(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
-        Err(e @ (IngestError::BadRequest(_) | IngestError::TooLarge(_))) => {
-            error(StatusCode::BAD_REQUEST, &e.to_string())
-        }
+        Err(
+            e @ (IngestError::BadRequest(_) | IngestError::TooLarge(_) | IngestError::TooMany(_)),
+        ) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e @ IngestError::Failed(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

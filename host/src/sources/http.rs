@@ -38,6 +38,10 @@ pub struct HttpConfig {
     /// The largest request body accepted (`"4MiB"`).
     #[serde(default = "crate::config::defaults::http_max_body")]
     pub max_body: ByteSize,
+    /// The most NDJSON records one request may carry (`10000`); more is
+    /// refused whole (413) before any is parsed.
+    #[serde(default = "crate::config::defaults::http_max_records")]
+    pub max_records: usize,
     /// Bearer tokens a request must present (`Authorization: Bearer
     /// <token>`), usually `["${SLUICE_INGEST_TOKEN}"]`. With neither this
     /// nor `token_file`, no token is asked for.
@@ -97,6 +101,9 @@ pub enum IngestError {
     /// The body is over `max_body`.
     #[error("body is larger than max_body ({0} bytes)")]
     TooLarge(u64),
+    /// The body has more NDJSON lines than `max_records`.
+    #[error("more than max_records ({0}) records in one request; send them in several")]
+    TooMany(usize),
     /// The source is not open: starting (waiting for a table it joins
     /// with to load), restarting for a config reload, or shutting down.
     #[error(
@@ -124,6 +131,8 @@ pub struct IngestHandle {
     next: AtomicU64,
     /// `max_body`.
     pub max_body: u64,
+    /// `max_records`.
+    pub max_records: usize,
     /// The accepted bearer tokens; `None`: no token is asked for.
     pub tokens: Option<crate::auth::Tokens>,
     records: Counter,
@@ -149,6 +158,7 @@ impl IngestHandle {
             output: RwLock::new(None),
             next: AtomicU64::new(0),
             max_body: config.max_body.0,
+            max_records: config.max_records,
             tokens,
             records: metrics.counter("sluice_source_records_total", &[("source", name)]),
         })
@@ -219,12 +229,20 @@ pub fn parse_request(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Bytes,
+    max_records: usize,
 ) -> Result<Vec<IngestRecord>, IngestError> {
     let ndjson = headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
     if ndjson {
+        let lines = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .count();
+        if lines > max_records {
+            return Err(IngestError::TooMany(max_records));
+        }
         return parse_ndjson(&body);
     }
     let mut record = IngestRecord {
@@ -374,7 +392,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("sluice-header-trace", "abc".parse().unwrap());
         h.insert("sluice-timestamp", "77".parse().unwrap());
-        let r = parse_request(Some("key=c%201"), &h, Bytes::from_static(b"hello")).unwrap();
+        let r = parse_request(Some("key=c%201"), &h, Bytes::from_static(b"hello"), 10).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].key.as_deref(), Some(&b"c 1"[..]));
         assert_eq!(r[0].value, b"hello");
@@ -390,13 +408,13 @@ mod tests {
             "application/x-ndjson".parse().unwrap(),
         );
         let body = "{\"key\":\"k\",\"value\":{\"a\":1},\"headers\":{\"H\":\"v\"}}\n\n{\"value\":\"text\"}\n";
-        let r = parse_request(None, &h, Bytes::from(body)).unwrap();
+        let r = parse_request(None, &h, Bytes::from(body), 10).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].value, br#"{"a":1}"#);
         assert_eq!(r[0].headers, vec![("H".to_owned(), b"v".to_vec())]);
         assert_eq!(r[1].value, b"text");
         assert_eq!(r[1].key, None);
-        let bad = parse_request(None, &h, Bytes::from("{\"value\":1}\n{nope"));
+        let bad = parse_request(None, &h, Bytes::from("{\"value\":1}\n{nope"), 10);
         assert!(matches!(bad, Err(IngestError::BadRequest(m)) if m.starts_with("line 2")));
     }
 
