@@ -1,0 +1,485 @@
+//! The chaos soak: a realistic topology run for a while under faults
+//! injected at random and together, then every record counted.
+//!
+//! Kafka `in` (8 partitions, librdkafka's mock cluster in this process) →
+//! two `sluice run` processes in one consumer group → the `stamp` plugin →
+//! Kafka `out` and a Redis stream (a real `redis-server`, with AOF), plus a
+//! route to an in-memory SSE sink that a slow client reads. Meanwhile, one
+//! fault every 1–3 s, drawn at random (seeded, printed): SIGKILL and
+//! restart of an instance, a broker outage (the mock's broker down, then
+//! up), a Redis restart, a hot reload (the plugin file swapped between two
+//! builds), a config reload (the file rewritten with another
+//! `batch_size`). At the end: 0 lost in Kafka and in Redis, duplicates
+//! reported, order per key checked (first occurrences), and each
+//! instance's RSS over time reported.
+//!
+//! `SLUICE_SOAK_SECS` sets how long faults are injected (default 60, what
+//! CI runs); `SLUICE_SOAK_SEED` the seed.
+//!
+//!     SLUICE_SOAK_SECS=1800 cargo test -p sluice --test soak -- --nocapture
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::kafka::{consume_until, unique};
+use common::redis::RedisServer;
+use common::*;
+
+const PARTITIONS: i32 = 8;
+const KEYS: u64 = 10;
+
+/// A small deterministic generator (xorshift), so a seed replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+struct Instance {
+    config: PathBuf,
+    port: u16,
+    log_dir: PathBuf,
+    name: String,
+    runs: usize,
+    child: Option<KillOnDrop>,
+}
+
+impl Instance {
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(
+            self.log_dir
+                .join(format!("{}-{}.log", self.name, self.runs)),
+        )
+        .unwrap();
+        self.runs += 1;
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(KillOnDrop(child));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.0.kill().unwrap();
+            c.0.wait().unwrap();
+        }
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.0.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_config(
+    path: &Path,
+    port: u16,
+    name: &str,
+    bootstrap: &str,
+    redis: &str,
+    topics: (&str, &str, &str),
+    plugin: &Path,
+    batch_size: usize,
+) {
+    let (topic_in, topic_out, group) = topics;
+    let text = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:{port}"
+        instance_id = "{name}"
+        shutdown_grace = "2s"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["{topic_in}"]
+        group_id = "{group}"
+        batch_size = {batch_size}
+        commit_interval = "300ms"
+        options = {{ "session.timeout.ms" = "3000", "heartbeat.interval.ms" = "300" }}
+        [plugins.stamp]
+        path = "{plugin}"
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topic = "{topic_out}"
+        [sinks.copy]
+        type = "redis_stream"
+        url = "{redis}"
+        stream = "copy"
+        [sinks.live]
+        type = "sse"
+        queue = 64
+        [routes.r]
+        from = "in"
+        through = ["stamp"]
+        to = ["out", "copy"]
+        [routes.live]
+        from = "in"
+        to = ["live"]
+        "#,
+        plugin = plugin.display(),
+    );
+    // Written beside and renamed over, so a reload never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Each record's `n`, in the order read per partition (Kafka) or stream
+/// order (Redis).
+fn ns_of(value: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(value).unwrap();
+    v["n"].as_u64().unwrap()
+}
+
+/// Duplicates, and keys whose first occurrences are out of order.
+fn check_order(seqs: impl IntoIterator<Item = u64>) -> (u64, Vec<String>) {
+    let mut seen = HashSet::new();
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut dups = 0;
+    let mut disorder = Vec::new();
+    for n in seqs {
+        if !seen.insert(n) {
+            dups += 1;
+            continue;
+        }
+        let key = n % KEYS;
+        if let Some(&prev) = last.get(&key)
+            && prev > n
+        {
+            disorder.push(format!("k{key}: {n} after {prev}"));
+        }
+        last.insert(key, n);
+    }
+    (dups, disorder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_soak_loses_nothing() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let secs: u64 = std::env::var("SLUICE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("SLUICE_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("soak: {secs} s of faults, seed {seed}");
+    let mut rng = Rng(seed);
+
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let (topic_in, topic_out, group) = (unique("in"), unique("out"), unique("group"));
+    cluster.create_topic(&topic_in, PARTITIONS, 1).unwrap();
+    cluster.create_topic(&topic_out, PARTITIONS, 1).unwrap();
+    let mut redis = RedisServer::start_persistent();
+    let (a, b) = stamped_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("stamp.wasm");
+    std::fs::copy(&a, &plugin).unwrap();
+    let topics = (topic_in.as_str(), topic_out.as_str(), group.as_str());
+    let mut instances: Vec<Instance> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let config = dir.path().join(format!("{name}.toml"));
+            let port = free_port();
+            write_config(
+                &config,
+                port,
+                name,
+                &bootstrap,
+                &redis.url(),
+                topics,
+                &plugin,
+                50,
+            );
+            Instance {
+                config,
+                port,
+                log_dir: dir.path().to_owned(),
+                name: (*name).to_owned(),
+                runs: 0,
+                child: None,
+            }
+        })
+        .collect();
+    let ports: Vec<u16> = instances.iter().map(|i| i.port).collect();
+    for i in &mut instances {
+        i.spawn();
+    }
+
+    // The load: 100 records every 50 ms, keys k0..k9, values {"n":N}.
+    let stop = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn({
+        let (stop, produced, bootstrap, topic) = (
+            Arc::clone(&stop),
+            Arc::clone(&produced),
+            bootstrap.clone(),
+            topic_in.clone(),
+        );
+        async move {
+            let producer: FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("linger.ms", "5")
+                .set("message.timeout.ms", "300000")
+                .create()
+                .unwrap();
+            while !stop.load(Ordering::Acquire) {
+                let from = produced.load(Ordering::Acquire);
+                let sends = (from..from + 100).map(|n| {
+                    let (key, value) = (format!("k{}", n % KEYS), format!(r#"{{"n":{n}}}"#));
+                    let producer = producer.clone();
+                    let topic = topic.clone();
+                    async move {
+                        producer
+                            .send(
+                                FutureRecord::to(&topic).key(&key).payload(&value),
+                                Duration::from_secs(300),
+                            )
+                            .await
+                            .unwrap();
+                    }
+                });
+                futures_util::future::join_all(sends).await;
+                produced.fetch_add(100, Ordering::AcqRel);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    // The slow SSE client: one event every 50 ms from client k1, reconnecting
+    // whenever the sink cuts it off or its instance goes away.
+    let slow = tokio::spawn({
+        let (stop, ports) = (Arc::clone(&stop), ports.clone());
+        async move {
+            let mut cut_offs = 0u64;
+            let mut i = 0;
+            while !stop.load(Ordering::Acquire) {
+                i += 1;
+                let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[i % ports.len()])
+                    .parse()
+                    .unwrap();
+                // Not while the instance is down (connecting would panic).
+                if tokio::net::TcpStream::connect(addr).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                let Ok(Ok(mut client)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::spawn(async move { SseClient::connect(addr, "live", "k1").await }),
+                )
+                .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                while !stop.load(Ordering::Acquire)
+                    && client.next(Duration::from_secs(2)).await.is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                cut_offs += 1;
+            }
+            cut_offs
+        }
+    });
+
+    // The faults.
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut rss: Vec<Vec<u64>> = vec![Vec::new(); instances.len()];
+    let mut batch_size = 50;
+    let mut serving_a = true;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
+        for (i, inst) in instances.iter().enumerate() {
+            if let Some(kib) = inst.rss_kib() {
+                rss[i].push(kib);
+            }
+        }
+        match rng.below(5) {
+            0 => {
+                let i = rng.below(instances.len() as u64) as usize;
+                instances[i].kill();
+                instances[i].spawn();
+                *counts.entry("SIGKILL and restart").or_default() += 1;
+            }
+            1 => {
+                cluster.broker_down(1).unwrap();
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+                cluster.broker_up(1).unwrap();
+                *counts.entry("broker outage").or_default() += 1;
+            }
+            2 => {
+                redis.restart();
+                *counts.entry("Redis restart").or_default() += 1;
+            }
+            3 => {
+                serving_a = !serving_a;
+                replace_file(if serving_a { &a } else { &b }, &plugin);
+                *counts.entry("hot reload").or_default() += 1;
+            }
+            _ => {
+                batch_size = if batch_size == 50 { 20 } else { 50 };
+                let i = rng.below(instances.len() as u64) as usize;
+                write_config(
+                    &instances[i].config,
+                    ports[i],
+                    &instances[i].name,
+                    &bootstrap,
+                    &redis.url(),
+                    topics,
+                    &plugin,
+                    batch_size,
+                );
+                *counts.entry("config reload").or_default() += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Release);
+    load.await.unwrap();
+    let cut_offs = slow.await.unwrap();
+    let produced = produced.load(Ordering::Acquire);
+
+    // Every record out, in Kafka and in Redis.
+    let out = tokio::task::spawn_blocking({
+        let (b, t) = (bootstrap.clone(), topic_out.clone());
+        move || {
+            let mut seen = HashSet::new();
+            let mut read = 0;
+            consume_until(&b, &t, Duration::from_secs(180), move |out| {
+                for r in &out[read..] {
+                    seen.insert(r.value.clone());
+                }
+                read = out.len();
+                seen.len() as u64 >= produced
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let mut c = redis.conn();
+    let redis_all = |c: &mut ::redis::Connection| -> Vec<u64> {
+        common::redis::xrange(c, "copy")
+            .iter()
+            .map(|e| ns_of(common::redis::field(e, "value").unwrap()))
+            .collect()
+    };
+    let redis_complete = eventually(Duration::from_secs(120), || {
+        redis_all(&mut c).into_iter().collect::<HashSet<_>>().len() as u64 >= produced
+    })
+    .await;
+    for i in &mut instances {
+        i.kill();
+    }
+    let kafka_ns: Vec<u64> = out.iter().map(|r| ns_of(&r.value)).collect();
+    let kafka_unique: HashSet<u64> = kafka_ns.iter().copied().collect();
+    let lost_kafka = (0..produced).filter(|n| !kafka_unique.contains(n)).count();
+    let redis_ns = redis_all(&mut c);
+    let redis_unique: HashSet<u64> = redis_ns.iter().copied().collect();
+    let lost_redis = (0..produced).filter(|n| !redis_unique.contains(n)).count();
+    let mut kafka_dups = 0;
+    let mut disorder = Vec::new();
+    for p in 0..PARTITIONS {
+        let (d, o) = check_order(
+            out.iter()
+                .filter(|r| r.partition == p)
+                .map(|r| ns_of(&r.value)),
+        );
+        kafka_dups += d;
+        disorder.extend(o);
+    }
+    let (redis_dups, _) = check_order(redis_ns.iter().copied());
+    let rss_text: Vec<String> = rss
+        .iter()
+        .zip(&instances)
+        .map(|(s, i)| {
+            let (lo, hi) = (
+                s.iter().min().copied().unwrap_or(0),
+                s.iter().max().copied().unwrap_or(0),
+            );
+            format!(
+                "{}: {} samples, {lo}–{hi} KiB (last {})",
+                i.name,
+                s.len(),
+                s.last().copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    println!(
+        "soak: {produced} records in; faults {counts:?}; slow SSE client cut off {cut_offs} times\n\
+         soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}\n\
+         soak: Redis out {} entries, lost {lost_redis}, duplicates {redis_dups}\n\
+         soak: RSS {}",
+        kafka_ns.len(),
+        disorder.len(),
+        redis_ns.len(),
+        rss_text.join("; ")
+    );
+    let logs = || {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                all.push_str(&format!("--- {}\n", entry.path().display()));
+                all.extend(tail.into_iter().rev().map(|l| format!("{l}\n")));
+            }
+        }
+        all
+    };
+    assert!(produced > 0);
+    assert_eq!(lost_kafka, 0, "records lost in Kafka; logs:\n{}", logs());
+    assert!(redis_complete, "Redis did not get every record");
+    assert_eq!(lost_redis, 0, "records lost in Redis; logs:\n{}", logs());
+    assert!(
+        disorder.is_empty(),
+        "order per key broken: {:?}",
+        &disorder[..disorder.len().min(10)]
+    );
+    // Memory stays bounded: no instance grows past 512 MiB (they run at
+    // ~50 MiB; a leak per fault would show within a long run).
+    for (s, i) in rss.iter().zip(&instances) {
+        let hi = s.iter().max().copied().unwrap_or(0);
+        assert!(hi < 512 * 1024, "{} reached {hi} KiB", i.name);
+    }
+}
