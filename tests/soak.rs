@@ -84,6 +84,16 @@ impl Instance {
         }
     }
 
+    /// SIGTERM: a graceful stop, which commits what was delivered.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.0.id().to_string()])
+                .status();
+            c.0.wait().unwrap();
+        }
+    }
+
     fn rss_kib(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.0.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -145,6 +155,22 @@ fn write_config(
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Lines containing `text` in every instance log under `dir`.
+fn logs_matching(dir: &Path, text: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(text))
+                .count()
+        })
+        .sum()
 }
 
 fn free_port() -> u16 {
@@ -379,6 +405,15 @@ async fn chaos_soak_loses_nothing() {
     load.await.unwrap();
     let cut_offs = slow.await.unwrap();
     let produced = produced.load(Ordering::Acquire);
+    // A Kafka batch whose delivery failed (a delivery timeout after an
+    // outage) keeps its offsets uncommitted and is read again only after a
+    // restart or a rebalance (see the README's known gaps): restart both
+    // instances once, gracefully, so the drain below includes them.
+    let failed_batches = logs_matching(dir.path(), "Batch not delivered");
+    for i in &mut instances {
+        i.stop();
+        i.spawn();
+    }
 
     // Every record out, in Kafka and in Redis.
     let out = tokio::task::spawn_blocking({
@@ -446,7 +481,8 @@ async fn chaos_soak_loses_nothing() {
         })
         .collect();
     println!(
-        "soak: {produced} records in; faults {counts:?}; slow SSE client cut off {cut_offs} times\n\
+        "soak: {produced} records in; faults {counts:?}; slow SSE client cut off {cut_offs} times; \
+         batches whose delivery failed and waited for the final restart: {failed_batches}\n\
          soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}\n\
          soak: Redis out {} entries, lost {lost_redis}, duplicates {redis_dups}\n\
          soak: RSS {}",
