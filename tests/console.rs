@@ -366,3 +366,40 @@ async fn sluice_tap_prints_ndjson_records_of_the_chosen_port() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// The status stream carries each table's keys, lag and readiness, and the
+/// route graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_stream_reports_tables_and_the_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [tables.products]
+        type = "kafka"
+        bootstrap_servers = "embedded"
+        topic = "products"
+        [sources.web]
+        type = "http"
+        [sinks.out]
+        type = "blackhole"
+        [routes.r]
+        from = "web"
+        to = ["out"]
+        "#;
+    let running = start(text, dir.path()).await;
+    wait_ready(running.addr).await;
+    let mut status = SseClient::open(running.addr, "/ui/status", &[]).await;
+    let event = status.next(WAIT).await.unwrap();
+    assert_eq!(event.event.as_deref(), Some("status"));
+    let s: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(
+        s["tables"]["products"],
+        serde_json::json!({"ready": true, "keys": 0, "lag": 0})
+    );
+    assert_eq!(s["graph"]["routes"][0]["name"], "r");
+    assert_eq!(s["graph"]["routes"][0]["to"]["default"][0], "out");
+    assert_eq!(s["graph"]["sources"]["web"], "http");
+    assert_eq!(s["routes"]["r"], "running");
+    running.shutdown().await.unwrap();
+}

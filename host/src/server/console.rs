@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode, header};
 
-use super::{AppState, Body, Served, error, route_states, table_states, unauthorized};
+use super::{AppState, Body, Served, error, route_states, unauthorized};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::tap::{DEFAULT_RATE, TapFilter};
@@ -33,6 +33,9 @@ use crate::tap::{DEFAULT_RATE, TapFilter};
 const PAGE: &str = include_str!("ui/console.html");
 const SCRIPT: &str = include_str!("ui/console.js");
 const STYLE: &str = include_str!("ui/console.css");
+
+/// The first frame of both streams, as `/sse` sends it.
+const OPENED: &[u8] = b": connected\nretry: 2000\n\n";
 
 /// How often the status stream sends.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -114,6 +117,19 @@ pub fn graph(config: &Config) -> serde_json::Value {
     serde_json::json!({ "sources": sources, "sinks": sinks, "routes": routes })
 }
 
+/// Each table's readiness, size and lag.
+fn tables(served: &Served) -> serde_json::Map<String, serde_json::Value> {
+    served
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            let value =
+                serde_json::json!({ "ready": t.is_ready(), "keys": t.len(), "lag": t.lag() });
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// One status snapshot.
 fn status(state: &AppState, served: &Served) -> Bytes {
     let m = &state.metrics;
@@ -133,7 +149,7 @@ fn status(state: &AppState, served: &Served) -> Bytes {
         "at_ms": crate::record::now_millis(),
         "graph": served.graph.as_ref(),
         "routes": routes,
-        "tables": table_states(served),
+        "tables": tables(served),
         "plugins": plugins,
         "taps": m.taps().open_count(),
         "counters": {
@@ -169,16 +185,20 @@ fn event_stream_response(
 pub(super) fn status_stream(state: Arc<AppState>, shutdown: Shutdown) -> Response<Body> {
     let mut ticker = tokio::time::interval(STATUS_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let opened = Some(Bytes::from_static(OPENED));
     let body = stream::unfold(
-        (state, ticker, shutdown),
-        |(state, mut ticker, mut shutdown)| async move {
+        (state, ticker, shutdown, opened),
+        |(state, mut ticker, mut shutdown, first)| async move {
+            if let Some(first) = first {
+                return Some((Ok(Frame::data(first)), (state, ticker, shutdown, None)));
+            }
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = shutdown.recv() => return None,
             }
             // The config may have been reloaded since the last tick.
             let frame = status(&state, &state.served());
-            Some((Ok(Frame::data(frame)), (state, ticker, shutdown)))
+            Some((Ok(Frame::data(frame)), (state, ticker, shutdown, None)))
         },
     );
     event_stream_response(body)
@@ -230,7 +250,7 @@ pub(super) fn tap_stream(
     let tap = state.metrics.taps().open(filter);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let opened = Some(Bytes::from_static(b": tap open\nretry: 2000\n\n"));
+    let opened = Some(Bytes::from_static(OPENED));
     let body = stream::unfold(
         (tap, heartbeat, shutdown, opened),
         |(mut tap, mut heartbeat, mut shutdown, first)| async move {

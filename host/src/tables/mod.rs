@@ -192,6 +192,12 @@ impl Table {
         }
     }
 
+    /// How far behind its source the table is: records for a Kafka table
+    /// (`sluice_table_lag`), 0 for a Redis one once loaded.
+    pub fn lag(&self) -> u64 {
+        u64::try_from(self.lag.get()).unwrap_or(0)
+    }
+
     /// Records how far behind its source the table is.
     pub(crate) fn set_lag(&self, lag: i64) {
         self.lag.set(lag.max(0));

@@ -127,7 +127,7 @@ function drawTables(s) {
   const entries = Object.entries(s.tables);
   document.getElementById('tables-section').hidden = entries.length === 0;
   document.querySelector('#tables tbody').replaceChildren(...entries.map(([name, t]) => el('tr', {},
-    el('td', {}, name), el('td', {}, t.keys), el('td', {}, t.ready ? 'ready' : 'loading'))));
+    el('td', {}, name), el('td', {}, t.keys), el('td', { class: 'lag' }, t.lag), el('td', {}, t.ready ? 'ready' : 'loading'))));
 }
 
 function onStatus(ev) {
