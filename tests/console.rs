@@ -179,6 +179,18 @@ async fn the_console_shows_the_quickstart_live_in_a_browser() {
         "the tapped record's headers are shown"
     );
 
+    // The SSE sink's own stream, as client-1 sees it.
+    let sse = format!("http://{addr}/ui?snapshot=4&tap=sse:notifications&key=client-1");
+    let dom_sse = browse(&sse, &["--dump-dom"]).await;
+    assert!(
+        dom_sse.contains("data-key=\"client-1\" data-sse-id=\""),
+        "no SSE event shown:\n{dom_sse}"
+    );
+    assert!(
+        dom_sse.contains("\"client_id\": \"client-1\""),
+        "the event's data is shown"
+    );
+
     // A hot reload: the page shows the new version.
     replace_file(&b, &plugin);
     assert!(

@@ -99,12 +99,17 @@ function drawRoutes(s, dt) {
     row.append(ports);
     box.append(row);
   }
-  const names = g.routes.map((r) => r.name).join(',');
+  const sse = Object.entries(g.sinks).filter(([, type]) => type === 'sse').map(([name]) => name);
+  const names = g.routes.map((r) => r.name).concat(sse.map((s) => `sse:${s}`)).join(',');
   if (names !== routesSeen) {
     routesSeen = names;
     const select = document.getElementById('tap-route');
     const chosen = select.value || params.get('tap');
-    select.replaceChildren(...g.routes.map((r) => el('option', { value: r.name, selected: r.name === chosen }, r.name)));
+    const option = (value, label) => el('option', { value, selected: value === chosen }, label);
+    select.replaceChildren(
+      ...g.routes.map((r) => option(r.name, `route ${r.name}`)),
+      ...sse.map((s) => option(`sse:${s}`, `SSE sink ${s} (as the client)`)),
+    );
   }
 }
 
@@ -185,11 +190,47 @@ function onRecord(ev) {
   while (list.childElementCount > MAX_SHOWN) list.lastElementChild.remove();
 }
 
+// An SSE sink's own stream, as the client with that id sees it (for a sink
+// without `auth`: the page has no client's token).
+function onSseEvent(sink, client, ev) {
+  document.getElementById('tap-status').textContent =
+    `SSE sink ${sink} as client ${client}: ${shown + (paused ? 0 : 1)} events shown.`;
+  if (paused) return;
+  let data = ev.data;
+  try { data = JSON.parse(ev.data); } catch { /* text */ }
+  const box = el('div', { class: 'rec', 'data-key': client, 'data-sse-id': ev.lastEventId || '' },
+    el('div', { class: 'rec-head' },
+      el('span', { class: 'rec-key' }, client),
+      el('span', {}, `sse ${sink}`),
+      ev.type !== 'message' ? el('span', {}, `event ${ev.type}`) : '',
+      ev.lastEventId ? el('span', {}, `id ${ev.lastEventId}`) : ''),
+    el('pre', {}, pretty(data)));
+  const list = document.getElementById('tap-records');
+  list.prepend(box);
+  shown += 1;
+  while (list.childElementCount > MAX_SHOWN) list.lastElementChild.remove();
+}
+
 function startTap(e) {
   if (e) e.preventDefault();
   if (tap) close(tap);
   const route = document.getElementById('tap-route').value || params.get('tap');
   if (!route) return;
+  if (route.startsWith('sse:')) {
+    const sink = route.slice(4);
+    const client = document.getElementById('tap-key').value.trim();
+    if (!client) {
+      document.getElementById('tap-status').textContent = 'An SSE sink needs a client id (the key field).';
+      return;
+    }
+    tap = open(`/sse/${encodeURIComponent(sink)}?client_id=${encodeURIComponent(client)}`);
+    tap.onmessage = (ev) => onSseEvent(sink, client, ev);
+    tap.addEventListener('gap', (ev) => onSseEvent(sink, client, ev));
+    paused = false;
+    document.getElementById('tap-pause').disabled = false;
+    document.getElementById('tap-status').textContent = `SSE sink ${sink} as client ${client}; waiting for events…`;
+    return;
+  }
   const query = { route };
   const port = document.getElementById('tap-port').value.trim();
   const key = document.getElementById('tap-key').value.trim();
