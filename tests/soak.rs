@@ -14,9 +14,11 @@
 //! instance's RSS over time reported.
 //!
 //! `SLUICE_SOAK_SECS` sets how long faults are injected (default 60, what
-//! CI runs); `SLUICE_SOAK_SEED` the seed.
+//! CI runs); `SLUICE_SOAK_SEED` the seed. It is `#[ignore]`d in a plain
+//! `cargo test`; scripts/test.sh runs it after the suite, once more if
+//! librdkafka's mock broker aborts on its own assertion (group churn).
 //!
-//!     SLUICE_SOAK_SECS=1800 cargo test -p sluice --test soak -- --nocapture
+//!     SLUICE_SOAK_SECS=600 cargo test -p sluice --test soak -- --ignored --nocapture
 
 #![allow(clippy::unwrap_used)]
 
@@ -211,6 +213,7 @@ fn check_order(seqs: impl IntoIterator<Item = u64>) -> (u64, Vec<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the chaos soak: scripts/test.sh runs it after the suite (--ignored)"]
 async fn chaos_soak_loses_nothing() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
