@@ -14,18 +14,18 @@
 //! record contents. The page's script and style sheet, which hold no data,
 //! are served to anyone.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode, header};
 
-use super::{AppState, Body, Served, error, route_states, unauthorized};
+use super::{
+    AppState, Body, Served, error, event_stream_response, route_states, table_states, unauthorized,
+};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::tap::{DEFAULT_RATE, TapFilter};
@@ -117,19 +117,6 @@ pub fn graph(config: &Config) -> serde_json::Value {
     serde_json::json!({ "sources": sources, "sinks": sinks, "routes": routes })
 }
 
-/// Each table's readiness, size and lag.
-fn tables(served: &Served) -> serde_json::Map<String, serde_json::Value> {
-    served
-        .tables
-        .iter()
-        .map(|(name, t)| {
-            let value =
-                serde_json::json!({ "ready": t.is_ready(), "keys": t.len(), "lag": t.lag() });
-            (name.clone(), value)
-        })
-        .collect()
-}
-
 /// One status snapshot.
 fn status(state: &AppState, served: &Served) -> Bytes {
     let m = &state.metrics;
@@ -149,7 +136,7 @@ fn status(state: &AppState, served: &Served) -> Bytes {
         "at_ms": crate::record::now_millis(),
         "graph": served.graph.as_ref(),
         "routes": routes,
-        "tables": tables(served),
+        "tables": table_states(served, true),
         "plugins": plugins,
         "taps": m.taps().open_count(),
         "counters": {
@@ -166,18 +153,6 @@ fn status(state: &AppState, served: &Served) -> Bytes {
         },
     });
     Bytes::from(format!("event: status\ndata: {body}\n\n"))
-}
-
-fn event_stream_response(
-    body: impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static,
-) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(BodyExt::boxed(StreamBody::new(body)))
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response"))
 }
 
 /// `GET /ui/status`: a status event at once, then every second, until the

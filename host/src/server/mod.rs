@@ -286,7 +286,7 @@ async fn handle(
 /// back, so a liveness probe must not fail on it.
 fn health(served: &Served, links: &crate::health::Links, admin: bool) -> Response<Body> {
     let (routes, failed) = route_states(served);
-    let tables = table_states(served);
+    let tables = table_states(served, false);
     let mut down = false;
     let links: serde_json::Map<String, serde_json::Value> = links
         .snapshot()
@@ -359,16 +359,37 @@ fn route_states(served: &Served) -> (serde_json::Map<String, serde_json::Value>,
     (routes, failed)
 }
 
-/// Each table's readiness and size.
-fn table_states(served: &Served) -> serde_json::Map<String, serde_json::Value> {
+/// Each table's readiness and size, and its lag when `lag` is set (the
+/// console shows it; `/health` keeps its shape).
+fn table_states(served: &Served, lag: bool) -> serde_json::Map<String, serde_json::Value> {
     served
         .tables
         .iter()
         .map(|(name, t)| {
-            let value = serde_json::json!({ "ready": t.is_ready(), "keys": t.len() });
+            let mut value = serde_json::json!({ "ready": t.is_ready(), "keys": t.len() });
+            if lag && let Some(v) = value.as_object_mut() {
+                v.insert("lag".into(), t.lag().into());
+            }
             (name.clone(), value)
         })
         .collect()
+}
+
+/// A `text/event-stream` response streaming `body` (SSE sinks and the
+/// console's streams).
+fn event_stream_response(
+    body: impl futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, Infallible>>
+    + Send
+    + Sync
+    + 'static,
+) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(BodyExt::boxed(http_body_util::StreamBody::new(body)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response"))
 }
 
 /// Readiness, for a load balancer or an orchestrator's readiness probe:

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response, StatusCode, header};
+use hyper::{Request, Response, StatusCode};
 
-use super::{Body, error, error_with_auth, unauthorized};
+use super::{Body, error, error_with_auth, event_stream_response, unauthorized};
 use crate::common::redis::EntryId;
 use crate::shutdown::Shutdown;
 use crate::sinks::SseHub;
@@ -101,14 +100,7 @@ pub(super) async fn serve(
         (Some(h), _) => Some((h, HOLD_OVER)),
         (None, None) => None,
     };
-    let body = StreamBody::new(event_stream(subscription, heartbeat, end, shutdown));
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(BodyExt::boxed(body))
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response"))
+    event_stream_response(event_stream(subscription, heartbeat, end, shutdown))
 }
 
 /// The body of one SSE connection: an opening comment, then events and
