@@ -350,7 +350,6 @@ enum Plugin {
 /// then left to catch up. Returns what a `read_committed` reader of the
 /// output sees.
 async fn kill_five_times(broker: &Broker, guarantee: &str, plugin: Plugin) -> Crashed {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     use std::process::{Command, Stdio};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -429,42 +428,13 @@ async fn kill_five_times(broker: &Broker, guarantee: &str, plugin: Plugin) -> Cr
     // The load: 50 records every 20 ms, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn({
-        let (stop, produced, bootstrap, topic) = (
-            Arc::clone(&stop),
-            Arc::clone(&produced),
-            bootstrap.clone(),
-            topic_in.clone(),
-        );
-        async move {
-            let producer: FutureProducer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("partitioner", "murmur2_random")
-                .set("linger.ms", "2")
-                .create()
-                .unwrap();
-            while !stop.load(Ordering::Acquire) {
-                let from = produced.load(Ordering::Acquire);
-                let sends = (from..from + 50).map(|n| {
-                    let (key, value) = (format!("k{}", n % 10), format!(r#"{{"n":{n}}}"#));
-                    let producer = producer.clone();
-                    let topic = topic.clone();
-                    async move {
-                        producer
-                            .send(
-                                FutureRecord::to(&topic).key(&key).payload(&value),
-                                Duration::from_secs(10),
-                            )
-                            .await
-                            .unwrap();
-                    }
-                });
-                futures_util::future::join_all(sends).await;
-                produced.fetch_add(50, Ordering::AcqRel);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
+    let load = common::kafka::spawn_load(
+        &bootstrap,
+        &topic_in,
+        (50, Duration::from_millis(20)),
+        Arc::clone(&stop),
+        Arc::clone(&produced),
+    );
 
     // Each run is killed once it has had its partitions for a while (a
     // restart waits out the dead member's session first), at a different

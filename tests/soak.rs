@@ -215,8 +215,6 @@ fn check_order(seqs: impl IntoIterator<Item = u64>) -> (u64, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chaos soak: scripts/test.sh runs it after the suite (--ignored)"]
 async fn chaos_soak_loses_nothing() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let secs: u64 = std::env::var("SLUICE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -278,42 +276,13 @@ async fn chaos_soak_loses_nothing() {
     // The load: 100 records every 50 ms, keys k0..k9, values {"n":N}.
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn({
-        let (stop, produced, bootstrap, topic) = (
-            Arc::clone(&stop),
-            Arc::clone(&produced),
-            bootstrap.clone(),
-            topic_in.clone(),
-        );
-        async move {
-            let producer: FutureProducer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("linger.ms", "5")
-                .set("message.timeout.ms", "300000")
-                .create()
-                .unwrap();
-            while !stop.load(Ordering::Acquire) {
-                let from = produced.load(Ordering::Acquire);
-                let sends = (from..from + 100).map(|n| {
-                    let (key, value) = (format!("k{}", n % KEYS), format!(r#"{{"n":{n}}}"#));
-                    let producer = producer.clone();
-                    let topic = topic.clone();
-                    async move {
-                        producer
-                            .send(
-                                FutureRecord::to(&topic).key(&key).payload(&value),
-                                Duration::from_secs(300),
-                            )
-                            .await
-                            .unwrap();
-                    }
-                });
-                futures_util::future::join_all(sends).await;
-                produced.fetch_add(100, Ordering::AcqRel);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    let load = common::kafka::spawn_load(
+        &bootstrap,
+        &topic_in,
+        (100, Duration::from_millis(50)),
+        Arc::clone(&stop),
+        Arc::clone(&produced),
+    );
 
     // The slow SSE client: one event every 50 ms from client k1, reconnecting
     // whenever the sink cuts it off or its instance goes away.

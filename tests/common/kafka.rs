@@ -207,3 +207,46 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
         })
         .collect()
 }
+
+/// A steady load for crash and soak tests: `per_round` records every
+/// `pause`, keyed `k{n % 10}` with values `{"n":N}` (N counts from 0),
+/// until `stop` is set; `produced` counts what the broker acknowledged.
+pub fn spawn_load(
+    bootstrap: &str,
+    topic: &str,
+    (per_round, pause): (u64, Duration),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::spawn(async move {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            // Rides out the broker outages the soak injects.
+            .set("message.timeout.ms", "300000")
+            .create()
+            .unwrap();
+        while !stop.load(Ordering::Acquire) {
+            let from = produced.load(Ordering::Acquire);
+            let sends = (from..from + per_round).map(|n| {
+                let (key, value) = (format!("k{}", n % 10), format!(r#"{{"n":{n}}}"#));
+                let (producer, topic) = (producer.clone(), topic.clone());
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(&topic).key(&key).payload(&value),
+                            Duration::from_secs(300),
+                        )
+                        .await
+                        .unwrap();
+                }
+            });
+            futures_util::future::join_all(sends).await;
+            produced.fetch_add(per_round, Ordering::AcqRel);
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
