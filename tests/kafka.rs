@@ -192,6 +192,131 @@ async fn a_failing_sink_leaves_offsets_uncommitted_and_a_restart_redelivers() {
     assert_eq!(total, 40);
 }
 
+/// A sink that cannot deliver for a while (its broker down for longer than
+/// `delivery_timeout`) holds the source's commit point; once the backoff is
+/// over the source reads the failed partitions again from that point,
+/// with no restart: every record arrives, the last copy of each in order
+/// per partition (a batch in flight may be sent twice), and the committed
+/// offsets reach the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_not_delivered_is_read_again_without_a_restart() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = (unique("in"), unique("group"));
+    broker.create_topic(&topic, PARTITIONS).await;
+    // The sink's own broker, so it can go down while the source reads on.
+    let sink_cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    sink_cluster.create_topic("out", PARTITIONS, 1).unwrap();
+    let sink_bootstrap = sink_cluster.bootstrap_servers();
+    let text = format!(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["{topic}"]
+        group_id = "{group}"
+        commit_interval = "100ms"
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "{sink_bootstrap}"
+        topic = "out"
+        delivery_timeout = "1s"
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&text, dir.path()).await;
+    let records = input(90);
+    let in_partitions = produce(&bootstrap, &topic, &records[..30]).await;
+    let read = |n: usize| {
+        let b = sink_bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            consume_until(&b, "out", Duration::from_secs(40), |out| {
+                distinct(out).len() >= n
+            })
+        })
+    };
+    assert_eq!(
+        distinct(&read(30).await.unwrap()).len(),
+        30,
+        "delivered before the outage"
+    );
+
+    sink_cluster.broker_down(1).unwrap();
+    let in_partitions = [
+        in_partitions,
+        produce(&bootstrap, &topic, &records[30..]).await,
+    ]
+    .concat();
+    let failures = || {
+        running
+            .metrics
+            .value("sluice_source_ack_failures_total", &[("source", "in")])
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || failures() > 0).await,
+        "the sink's deliveries should have failed"
+    );
+    // Several rounds of reading again while the broker is down.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during: i64 = committed(&bootstrap, &group, &topic, PARTITIONS)
+        .into_iter()
+        .flatten()
+        .sum();
+    assert!(during <= 30, "nothing undelivered is committed ({during})");
+
+    sink_cluster.broker_up(1).unwrap();
+    let out = read(90).await.unwrap();
+    let mut got = distinct(&out);
+    got.sort_unstable();
+    assert_eq!(got, (0..90).collect::<Vec<_>>(), "every record, no restart");
+    // A batch still queued in the sink when the broker returned may land
+    // before the failed batch ahead of it is read again, so first copies
+    // can be out of order; the last copy of every record is in order, so
+    // a reader that keeps the latest per key ends right.
+    for p in 0..PARTITIONS {
+        let mut seen = std::collections::HashSet::new();
+        let mut lasts: Vec<u64> = out
+            .iter()
+            .rev()
+            .filter(|r| r.partition == p)
+            .map(|r| r.headers[0].1.parse().unwrap())
+            .filter(|n| seen.insert(*n))
+            .collect();
+        lasts.reverse();
+        assert!(
+            lasts.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of order: {lasts:?}"
+        );
+    }
+    let mut ends = vec![0i64; PARTITIONS as usize];
+    for p in &in_partitions {
+        ends[*p as usize] += 1;
+    }
+    let all_committed = eventually(Duration::from_secs(20), || {
+        let c: Vec<i64> = committed(&bootstrap, &group, &topic, PARTITIONS)
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        c == ends
+    })
+    .await;
+    assert!(all_committed, "committed to the end: {ends:?}");
+    running.shutdown().await.unwrap();
+}
+
+/// The distinct `n` headers of what was read.
+fn distinct(out: &[Rec]) -> Vec<u64> {
+    let set: std::collections::BTreeSet<u64> = out
+        .iter()
+        .filter_map(|r| r.headers.first()?.1.parse().ok())
+        .collect();
+    set.into_iter().collect()
+}
+
 /// Two `sluice run` processes in one group share the partitions; when one is
 /// killed (SIGKILL, no goodbye), the other takes its partitions over from
 /// the committed offsets and every record is delivered at least once.

@@ -5,7 +5,8 @@ use sluice_format::{FilterOutcome, RecordError, TransformOutcome};
 
 use super::WasmError;
 
-pub(crate) fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError> {
+/// Checks a filter's result for a batch of `n` records.
+pub fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError> {
     if o.keep.len() != n {
         return Err(WasmError::BadOutput(format!(
             "{} keep flags for {n} records",
@@ -15,7 +16,9 @@ pub(crate) fn check_filter(o: &FilterOutcome, n: usize) -> Result<(), WasmError>
     check_errors(&o.errors, n)
 }
 
-pub(crate) fn check_transform(
+/// Checks a transform's result for a batch of `n` records, with at most
+/// `max_per_record` outputs per input.
+pub fn check_transform(
     o: &TransformOutcome,
     n: usize,
     max_per_record: u32,

@@ -13,6 +13,7 @@ mod sets;
 mod slot;
 mod state;
 
+pub use checks::{check_filter, check_transform};
 pub use engine::{WasmEngine, content_hash};
 pub use host::{HostImports, PresenceCheck};
 pub use loader::{LoadedPlugin, load_plugin, load_plugin_with};

@@ -32,7 +32,6 @@ use super::{Filling, KafkaSource, SourceContext, StartPosition, push_message};
 use crate::common::kafka_link::LinkContext;
 use crate::metrics::Counter;
 use crate::pipeline::{AckResult, BatchAck};
-use crate::record::{FlatBatch, Origin};
 use crate::shutdown::Shutdown;
 use crate::sources::SourceOutput;
 
@@ -151,7 +150,7 @@ impl KafkaSource {
                         match message {
                             Ok(m) => {
                                 let key = (m.topic().to_owned(), m.partition());
-                                let f = filling.entry(key.clone()).or_insert_with(|| self.filling(&key));
+                                let f = filling.entry(key.clone()).or_insert_with(|| Filling::new(&self.name, &key, m.offset()));
                                 push_message(&mut f.batch, &m);
                                 f.last_offset = m.offset();
                                 if f.batch.len() >= batch_size
@@ -231,19 +230,6 @@ impl KafkaSource {
         }
         tracing::info!(source = %self.name, "Kafka source stopped; its last transaction is committed.");
         Ok(())
-    }
-
-    fn filling(&self, key: &(String, i32)) -> Filling {
-        Filling {
-            batch: FlatBatch::new(Origin {
-                source: self.name.clone(),
-                topic: key.0.clone(),
-                partition: key.1,
-                db: 0,
-            }),
-            started: tokio::time::Instant::now(),
-            last_offset: -1,
-        }
     }
 
     /// Hands `f` to the routes inside the round's transaction (opened by

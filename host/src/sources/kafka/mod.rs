@@ -7,9 +7,12 @@
 //! says a prefix of a partition's batches is delivered, and librdkafka
 //! commits stored offsets every `commit_interval`, at every rebalance and at
 //! shutdown. While the routes are full the source reads nothing more, and a
-//! long wait pauses its partitions so the group keeps it (`stall.rs`).
+//! long wait pauses its partitions so the group keeps it (`stall.rs`). A
+//! batch that was not delivered makes its partition read again from the
+//! commit point after a backoff (`rewind.rs`), with no restart.
 
 mod exactly_once;
+mod rewind;
 mod stall;
 mod tracker;
 
@@ -42,6 +45,7 @@ use crate::record::{FlatBatch, Origin, Position};
 use crate::shutdown::Shutdown;
 use crate::wasm::PluginStates;
 pub use exactly_once::{Transactions, transactional_id};
+use rewind::Rewinds;
 use stall::{Handing, Stall};
 use tracker::Ticket;
 pub use tracker::Tracker;
@@ -348,7 +352,25 @@ impl KafkaSource {
 struct Filling {
     batch: FlatBatch,
     started: tokio::time::Instant,
+    first_offset: i64,
     last_offset: i64,
+}
+
+impl Filling {
+    /// An empty batch of `key`'s records from `first_offset` on.
+    fn new(source: &str, key: &(String, i32), first_offset: i64) -> Self {
+        Self {
+            batch: FlatBatch::new(Origin {
+                source: source.to_owned(),
+                topic: key.0.clone(),
+                partition: key.1,
+                db: 0,
+            }),
+            started: tokio::time::Instant::now(),
+            first_offset,
+            last_offset: -1,
+        }
+    }
 }
 
 /// The partitions whose filling batch has waited `timeout` or longer.
@@ -384,14 +406,16 @@ impl Source for KafkaSource {
         // A batch the routes have not taken yet (see `stall`): while there
         // is one, nothing more is read, unless the partitions are paused.
         let mut stall: Option<Stall> = None;
+        // Partitions waiting to be read again after a failed batch.
+        let mut rewinds = Rewinds::default();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => break,
-                Some(done) = done_rx.recv() => self.complete(&consumer, &mut tracker, done),
+                Some(done) = done_rx.recv() => self.complete(&consumer, &mut tracker, &mut filling, &mut rewinds, done),
                 () = Stall::taken(&mut stall) => {
                     if let Some(s) = stall.take() {
-                        s.end(&consumer, &self.name);
+                        s.end(&consumer, &self.name, |t, p| rewinds.is_held(t, p));
                     }
                     // A batch that filled up meanwhile goes next.
                     let full = filling.iter().find(|(_, f)| f.batch.len() >= batch_size);
@@ -404,16 +428,12 @@ impl Source for KafkaSource {
                 message = consumer.recv(), if stall.is_none() || Stall::paused(&stall) => match message {
                     Ok(m) => {
                         let key = (m.topic().to_owned(), m.partition());
-                        let f = filling.entry(key.clone()).or_insert_with(|| Filling {
-                            batch: FlatBatch::new(Origin {
-                                source: self.name.clone(),
-                                topic: key.0.clone(),
-                                partition: key.1,
-                                db: 0,
-                            }),
-                            started: tokio::time::Instant::now(),
-                            last_offset: -1,
-                        });
+                        if rewinds.holds(&key, self.generation(&consumer)) {
+                            // Read before the pause took effect: it will be
+                            // read again from before it.
+                            continue;
+                        }
+                        let f = filling.entry(key.clone()).or_insert_with(|| Filling::new(&self.name, &key, m.offset()));
                         push_message(&mut f.batch, &m);
                         f.last_offset = m.offset();
                         if let Some(s) = stall.as_mut() {
@@ -435,6 +455,7 @@ impl Source for KafkaSource {
                         s.pause_if_due(&consumer, pause_after, &self.name);
                         continue;
                     }
+                    rewinds.release_due(&consumer, self.generation(&consumer), &self.name);
                     for key in due(&filling, timeout) {
                         if stall.is_some() {
                             break;
@@ -456,7 +477,9 @@ impl Source for KafkaSource {
         drop(done_tx);
         while tracker.in_flight() > 0 {
             match done_rx.recv().await {
-                Some(done) => self.complete(&consumer, &mut tracker, done),
+                Some(done) => {
+                    self.complete(&consumer, &mut tracker, &mut filling, &mut rewinds, done);
+                }
                 None => break,
             }
         }
@@ -481,8 +504,8 @@ impl KafkaSource {
         key: (String, i32),
         f: Filling,
     ) -> Handing {
-        let generation = consumer.context().generation.load(Ordering::Acquire);
-        let ticket = tracker.begin(key, generation, f.last_offset);
+        let generation = self.generation(consumer);
+        let ticket = tracker.begin(key, generation, f.first_offset, f.last_offset);
         self.records.add(f.batch.len() as u64);
         let done_tx = done_tx.clone();
         let (_ack, hold) = BatchAck::new(move |result| {
@@ -502,15 +525,44 @@ impl KafkaSource {
             .map_or(Duration::from_secs(300), Duration::from_millis)
     }
 
+    /// The assignment generation: how many revocations so far.
+    fn generation(&self, consumer: &StreamConsumer<SourceContext>) -> u64 {
+        consumer.context().generation.load(Ordering::Acquire)
+    }
+
+    /// Takes a batch's outcome: stores the offset a success lets commit,
+    /// or has a failure's partition read again (see `rewind`).
     fn complete(
         &self,
         consumer: &StreamConsumer<SourceContext>,
         tracker: &mut Tracker,
+        filling: &mut HashMap<(String, i32), Filling>,
+        rewinds: &mut Rewinds,
         done: Completion,
     ) {
         if let Err(e) = &done.result {
             self.failures.add(1);
-            tracing::error!(source = %self.name, topic = %done.ticket.key.0, partition = done.ticket.key.1, error = %e, "Batch not delivered; its offsets stay uncommitted and will be read again after a restart.");
+            let (topic, partition) = (&done.ticket.key.0, done.ticket.key.1);
+            // A batch of an earlier assignment: the partition's current
+            // reading started from the committed offset anyway.
+            let current = done.ticket.generation == self.generation(consumer);
+            match tracker.rewind(&done.ticket).filter(|_| current) {
+                Some(from) => {
+                    // What was read past the commit point is read again.
+                    filling.remove(&done.ticket.key);
+                    let wait = rewinds.hold(
+                        consumer,
+                        done.ticket.key.clone(),
+                        from,
+                        done.ticket.generation,
+                        &self.name,
+                    );
+                    tracing::error!(source = %self.name, %topic, partition, offset = from, retry_in = ?wait, error = %e, "Batch not delivered; the partition will be read again from its first uncommitted offset.");
+                }
+                None => {
+                    tracing::debug!(source = %self.name, %topic, partition, error = %e, "Batch not delivered; its partition is being read again already.");
+                }
+            }
             return;
         }
         if let Some(offset) = tracker.complete(&done.ticket) {

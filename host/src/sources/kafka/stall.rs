@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use tokio::time::Instant;
 
@@ -111,17 +112,29 @@ impl Stall {
         source: &str,
     ) {
         self.handing.as_mut().await;
-        self.end(consumer, source);
+        self.end(consumer, source, |_, _| false);
     }
 
-    /// Ends the stall: resumes the partitions if they were paused.
-    pub(super) fn end<C: ConsumerContext>(self, consumer: &StreamConsumer<C>, source: &str) {
+    /// Ends the stall: resumes the partitions if they were paused, except
+    /// those `held` (waiting to be read again, see `rewind`).
+    pub(super) fn end<C: ConsumerContext>(
+        self,
+        consumer: &StreamConsumer<C>,
+        source: &str,
+        held: impl Fn(&str, i32) -> bool,
+    ) {
         if !self.paused {
             return;
         }
-        let resumed = consumer
-            .assignment()
-            .and_then(|assignment| consumer.resume(&assignment));
+        let resumed = consumer.assignment().and_then(|assignment| {
+            let mut resume = TopicPartitionList::new();
+            for e in assignment.elements() {
+                if !held(e.topic(), e.partition()) {
+                    resume.add_partition(e.topic(), e.partition());
+                }
+            }
+            consumer.resume(&resume)
+        });
         match resumed {
             Ok(()) => {
                 tracing::info!(%source, waited = ?self.since.elapsed(), "Routes took the batch; partitions resumed.");
