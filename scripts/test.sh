@@ -7,7 +7,8 @@
 # tests), chromium (Debian's package, headless, for the console's browser
 # test), redis-server (Debian's package; the Redis tests start their own
 # servers on free ports, one with a TLS port), openssl (a test CA) and
-# coreutils' mkfifo (the slow-sink test), python3 with PyYAML and pip
+# coreutils' mkfifo (the slow-sink test), a nightly toolchain and
+# cargo-fuzz (scripts/fuzz.sh installs both), python3 with PyYAML and pip
 # (deploy/check.sh), and node with npm: the Python and JS plugin toolchains
 # (componentize-py, componentize-js, pytest) go into target/tools
 # (scripts/plugin-tools.sh). The
@@ -83,6 +84,21 @@ grep -E '^test result:' "$soak_log" >> "$log" || true
 rm -f "$soak_log"
 if [ "$status" -eq 0 ]; then status=$soak_status; fi
 
+# The fuzz targets (fuzz/, cargo-fuzz on a nightly toolchain, which the
+# script installs when missing): 30 s each, after one instrumented build.
+# A crash, a hang or a runaway allocation fails CI; the input that did it
+# is in fuzz/artifacts/. Each target that ran clean counts as one test.
+fuzz_log=$(mktemp)
+set +e
+scripts/fuzz.sh "${SLUICE_FUZZ_SECS:-30}" 2>&1 | tee "$fuzz_log"
+fuzz_status=${PIPESTATUS[0]}
+set -e
+fuzz_passed=$( (grep -E '^[a-z_]+: [0-9-]+ runs in [0-9]+ s: ok$' "$fuzz_log" || true) | wc -l)
+fuzz_failed=$( (grep -E '^[a-z_]+: [0-9-]+ runs in [0-9]+ s: ' "$fuzz_log" || true) | grep -vcE ': ok$' || true)
+if [ "$fuzz_status" -ne 0 ] && [ "$fuzz_failed" -eq 0 ]; then fuzz_failed=1; fi
+rm -f "$fuzz_log"
+if [ "$status" -eq 0 ]; then status=$fuzz_status; fi
+
 # The SDKs' and example plugins' native tests (no wasm): pytest and
 # node --test.
 sdk_log=$(mktemp)
@@ -105,8 +121,8 @@ py_passed=$( (grep -oE '[0-9]+ passed' "$sdk_log" || true) | awk '{s += $1} END 
 py_failed=$( (grep -oE '[0-9]+ failed' "$sdk_log" || true) | awk '{s += $1} END {print s + 0}')
 js_passed=$( (grep -E '^# pass ' "$sdk_log" || true) | awk '{s += $3} END {print s + 0}')
 js_failed=$( (grep -E '^# fail ' "$sdk_log" || true) | awk '{s += $3} END {print s + 0}')
-passed=$((passed + py_passed + js_passed))
-failed=$((failed + py_failed + js_failed))
+passed=$((passed + py_passed + js_passed + fuzz_passed))
+failed=$((failed + py_failed + js_failed + fuzz_failed))
 echo
 echo "${passed} passed, ${failed} failed"
 du -sh target 2>/dev/null | awk '{print "target/: " $1}'
