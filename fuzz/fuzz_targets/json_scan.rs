@@ -24,12 +24,10 @@ fuzz_target!(|data: &[u8]| {
 
     // No name twice: `select` fills only the first slot of a repeated name.
     let mut names: Vec<String> = Vec::new();
-    let candidates = NAMES.iter().map(|n| (*n).to_owned()).chain(
-        fields
-            .iter()
-            .flatten()
-            .map(|(k, _)| k.clone().into_owned()),
-    );
+    let candidates = NAMES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .chain(fields.iter().flatten().map(|(k, _)| k.clone().into_owned()));
     for name in candidates {
         if !names.contains(&name) {
             names.push(name);
@@ -60,7 +58,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let fields = fields.expect("serde_json reads this object, the scanner refuses it");
     let scanned: BTreeSet<&str> = fields.iter().map(|(k, _)| &**k).collect();
-    assert_eq!(scanned.len(), object.len(), "different keys than serde_json");
+    assert_eq!(
+        scanned.len(),
+        object.len(),
+        "different keys than serde_json"
+    );
     assert!(object.keys().all(|k| scanned.contains(k.as_str())));
     // With a repeated key serde_json keeps the last value, the scanner the
     // first; compare values only without repeats.

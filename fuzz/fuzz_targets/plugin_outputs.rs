@@ -130,7 +130,9 @@ impl WitBatch {
         let n = value_ends.len();
         let count = fit.then_some(n);
         let header_count = fit.then(|| self.header_ends.len() / 2 * 2);
-        let header_ends = self.header_ends.build(header_count, self.header_bytes.len());
+        let header_ends = self
+            .header_ends
+            .build(header_count, self.header_bytes.len());
         let record_header_ends = self.record_header_ends.build(count, header_ends.len() / 2);
         let key_ends = self.key_ends.build(count, self.keys.len());
         let (mut offsets, mut sequences, mut record_flags, mut timestamps) = (
@@ -167,11 +169,7 @@ impl WitBatch {
 fuzz_target!(|call: Call| {
     let n = usize::from(call.inputs);
     filter(call.filter, n);
-    transform(
-        call.transform,
-        n,
-        u32::from(call.max_outputs_per_record),
-    );
+    transform(call.transform, n, u32::from(call.max_outputs_per_record));
 });
 
 fn errors(errors: Vec<WitRecordError>, fit: bool, n: usize) -> Vec<RecordError> {

@@ -88,7 +88,9 @@ fn entry_to_record(
 ) {
     let mut batch = FlatBatch::new(Origin::default());
     mapping.push(&mut batch, id, fields);
-    batch.validate().expect("a batch the host builds is well formed");
+    batch
+        .validate()
+        .expect("a batch the host builds is well formed");
     assert_eq!(batch.len(), 1);
     let record = batch.get(0).expect("one record was pushed");
     assert_eq!(record.position(), id.position());
@@ -144,7 +146,11 @@ fn entry_to_record(
     let again = back.get(0).expect("one record was read back");
     assert_eq!(again.key(), record.key(), "key lost in a stream round trip");
     // A null value is written as an empty one.
-    assert_eq!(again.value(), record.value(), "value lost in a stream round trip");
+    assert_eq!(
+        again.value(),
+        record.value(),
+        "value lost in a stream round trip"
+    );
     assert!(
         again.headers().eq(record.headers()),
         "headers lost in a stream round trip"

@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
     let template = match Template::parse(text) {
         Ok(t) => t,
         Err(e) => {
-            assert!(text.contains('{'), "text without a placeholder refused: {e}");
+            assert!(
+                text.contains('{'),
+                "text without a placeholder refused: {e}"
+            );
             return;
         }
     };
