@@ -338,6 +338,8 @@ type = "redis"
 url = "redis://127.0.0.1:6379"
 group = ""
 claim_idle = "10ms"
+max_record_size = 0
+dead_letter = "nowhere"
 
 [sources.badurl]
 type = "redis"
@@ -395,6 +397,11 @@ only_connected = "missing"
     assert_problem(&p, "sinks.typo.ttl: unknown field `ttl`");
     assert_problem(&p, "routes.a.only_connected: `snap` is not an sse sink");
     assert_problem(&p, "routes.b.only_connected: no sink named `missing`");
+    assert_problem(
+        &p,
+        "sources.nothing.max_record_size: must be more than zero",
+    );
+    assert_problem(&p, "sources.nothing.dead_letter: no sink named `nowhere`");
 }
 
 #[test]

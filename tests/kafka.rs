@@ -308,6 +308,120 @@ async fn a_batch_not_delivered_is_read_again_without_a_restart() {
     running.shutdown().await.unwrap();
 }
 
+/// With a cooperative assignor a rebalance revokes only some partitions,
+/// and the others read on: their failed batches still count, so they are
+/// read again and nothing is lost (a revocation anywhere used to make
+/// every partition's batches in flight stale, and a later delivered batch
+/// committed past the failed ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_rebalance_loses_none_of_the_failed_batches_of_the_partitions_kept() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = (unique("in"), unique("group"));
+    broker.create_topic(&topic, PARTITIONS).await;
+    let sink_cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    sink_cluster.create_topic("out", PARTITIONS, 1).unwrap();
+    let sink_bootstrap = sink_cluster.bootstrap_servers();
+    let cooperative = r#""partition.assignment.strategy" = "cooperative-sticky", "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500""#;
+    let text = format!(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["{topic}"]
+        group_id = "{group}"
+        commit_interval = "100ms"
+        options = {{ {cooperative} }}
+        [sinks.out]
+        type = "kafka"
+        bootstrap_servers = "{sink_bootstrap}"
+        topic = "out"
+        delivery_timeout = "1s"
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&text, dir.path()).await;
+    let records = input(90);
+    let mut in_partitions = produce(&bootstrap, &topic, &records[..30]).await;
+    let read = |n: usize| {
+        let b = sink_bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            consume_until(&b, "out", Duration::from_secs(40), |out| {
+                distinct(out).len() >= n
+            })
+        })
+    };
+    assert_eq!(distinct(&read(30).await.unwrap()).len(), 30);
+
+    sink_cluster.broker_down(1).unwrap();
+    in_partitions.extend(produce(&bootstrap, &topic, &records[30..]).await);
+    let metric = |name: &str| {
+        running
+            .metrics
+            .value(name, &[("source", "in")])
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || metric(
+            "sluice_source_ack_failures_total"
+        ) > 0)
+        .await,
+        "the sink's deliveries should have failed"
+    );
+
+    // A second member joins and takes some partitions, then leaves again.
+    let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+    let took = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let member: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", &g)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        member.subscribe(&[&t]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut took = 0;
+        while std::time::Instant::now() < deadline && took == 0 {
+            let _ = member.poll(Duration::from_millis(100));
+            took = member.assignment().map(|a| a.count()).unwrap_or(0);
+        }
+        member.unsubscribe();
+        for _ in 0..10 {
+            let _ = member.poll(Duration::from_millis(100));
+        }
+        took
+    })
+    .await
+    .unwrap();
+    assert!(took > 0, "the second member got partitions");
+    assert!(metric("sluice_source_rebalances_total") > 0);
+
+    sink_cluster.broker_up(1).unwrap();
+    let mut got = distinct(&read(90).await.unwrap());
+    got.sort_unstable();
+    assert_eq!(got, (0..90).collect::<Vec<_>>(), "every record");
+    let mut ends = vec![0i64; PARTITIONS as usize];
+    for p in &in_partitions {
+        ends[*p as usize] += 1;
+    }
+    let all_committed = eventually(Duration::from_secs(30), || {
+        let c: Vec<i64> = committed(&bootstrap, &group, &topic, PARTITIONS)
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        c == ends
+    })
+    .await;
+    assert!(all_committed, "committed to the end: {ends:?}");
+    running.shutdown().await.unwrap();
+}
+
 /// The distinct `n` headers of what was read.
 fn distinct(out: &[Rec]) -> Vec<u64> {
     let set: std::collections::BTreeSet<u64> = out
@@ -315,6 +429,90 @@ fn distinct(out: &[Rec]) -> Vec<u64> {
         .filter_map(|r| r.headers.first()?.1.parse().ok())
         .collect();
     set.into_iter().collect()
+}
+
+/// A record over the source's `max_record_size` reaches no route: it goes
+/// to the source's `dead_letter` sink without its value, with the reason
+/// and its origin, and its offset is committed with its neighbours'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_max_record_size_is_dead_lettered_and_committed() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let (topic, group) = (unique("in"), unique("group"));
+    broker.create_topic(&topic, 1).await;
+    let mut records = input(10);
+    records[4].1 = format!(r#"{{"n":4,"pad":"{}"}}"#, "x".repeat(2000));
+    produce(&bootstrap, &topic, &records).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, dlq) = (dir.path().join("out.jsonl"), dir.path().join("dlq.jsonl"));
+    let text = format!(
+        r#"
+        [sources.in]
+        type = "kafka"
+        bootstrap_servers = "{bootstrap}"
+        topics = ["{topic}"]
+        group_id = "{group}"
+        commit_interval = "100ms"
+        max_record_size = "1KiB"
+        dead_letter = "dlq"
+        [sinks.out]
+        type = "file"
+        path = "{out}"
+        [sinks.dlq]
+        type = "file"
+        path = "{dlq}"
+        [routes.r]
+        from = "in"
+        to = ["out"]
+        "#,
+        out = out.display(),
+        dlq = dlq.display()
+    );
+    let running = start(&text, dir.path()).await;
+    assert!(eventually(Duration::from_secs(30), || read_lines(&out).len() >= 9).await);
+    assert!(eventually(Duration::from_secs(10), || !read_lines(&dlq).is_empty()).await);
+    let committed_all = eventually(Duration::from_secs(20), || {
+        committed(&bootstrap, &group, &topic, 1) == [Some(10)]
+    })
+    .await;
+    assert!(
+        committed_all,
+        "the oversized record's offset is committed too"
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_source_oversized_total", &[("source", "in")]),
+        Some(1)
+    );
+    running.shutdown().await.unwrap();
+
+    let ns: Vec<u64> = read_lines(&out)
+        .iter()
+        .map(|l| l["value"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ns,
+        [0, 1, 2, 3, 5, 6, 7, 8, 9],
+        "every other record, in order"
+    );
+    let dead = read_lines(&dlq);
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(d["key"], "k4");
+    assert_eq!(d["value"], "", "the value is left out: {d}");
+    assert_eq!(d["timestamp"], 1_000_004);
+    let h = headers(d);
+    assert_eq!(h["n"], "4", "its own headers are kept");
+    assert_eq!(h["sluice-origin-topic"], topic);
+    assert_eq!(h["sluice-origin-partition"], "0");
+    assert_eq!(h["sluice-origin-position"], "4");
+    let size = 2 + records[4].1.len() + "n4srctest".len();
+    assert_eq!(h["sluice-record-size"], size.to_string());
+    assert_eq!(
+        h["sluice-error"],
+        format!("record of {size} bytes is over the source's max_record_size (1024 bytes)")
+    );
 }
 
 /// Two `sluice run` processes in one group share the partitions; when one is

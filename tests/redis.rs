@@ -95,6 +95,64 @@ async fn entries_come_out_exactly_and_are_acked() {
     running.shutdown().await.unwrap();
 }
 
+/// An entry over `max_record_size` reaches no route: it goes to the
+/// source's `dead_letter` sink without its value, with the reason and its
+/// origin, and is XACKed with its neighbours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_over_max_record_size_is_dead_lettered_and_acked() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let big = "x".repeat(2048);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let value = if i == 2 { big.clone() } else { format!("v{i}") };
+        ids.push(xadd(
+            &mut c,
+            "in",
+            &[("key", &format!("k{i}")), ("value", &value), ("trace", "t")],
+        ));
+    }
+    let url = server.url();
+    let extra = format!(
+        r#"max_record_size = "1KiB"
+dead_letter = "dlq"
+[sinks.dlq]
+type = "redis_stream"
+url = "{url}"
+stream = "dlq"
+"#
+    );
+    let running = start(&stream_to_stream(&url, &url, &extra), &workspace()).await;
+    assert!(eventually(WAIT, || xrange(&mut c, "out").len() >= 4).await);
+    assert!(eventually(WAIT, || !xrange(&mut c, "dlq").is_empty()).await);
+    assert!(
+        eventually(WAIT, || pending(&mut c, "in", "g") == 0).await,
+        "everything XACKed, the oversized entry too"
+    );
+    assert_eq!(values(&xrange(&mut c, "out")), ["v0", "v1", "v3", "v4"]);
+    let dead = xrange(&mut c, "dlq");
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(field(d, "key"), Some("k2"));
+    assert_eq!(field(d, "value").unwrap_or(""), "", "the value is left out");
+    assert_eq!(field(d, "trace"), Some("t"), "headers kept");
+    assert_eq!(field(d, "sluice-origin-position"), Some(ids[2].as_str()));
+    assert_eq!(field(d, "sluice-origin-topic"), Some("in"));
+    // key "k2" (2) + value (2048) + header "trace" = "t" (6)
+    assert_eq!(field(d, "sluice-record-size"), Some("2056"));
+    assert_eq!(
+        field(d, "sluice-error"),
+        Some("record of 2056 bytes is over the source's max_record_size (1024 bytes)")
+    );
+    assert_eq!(
+        running
+            .metrics
+            .value("sluice_source_oversized_total", &[("source", "in")]),
+        Some(1)
+    );
+    running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_acked_until_the_sink_has_it() {
     let source = RedisServer::start();

@@ -192,6 +192,13 @@ pub fn kafka_source_commit_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
+/// `[sources.X] max_record_size` (type = kafka, redis): larger than
+/// Kafka's default `message.max.bytes` (1 MB), well under a plugin's
+/// default `memory_limit`.
+pub fn source_max_record_size() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
 /// `[sources.X] max_records` (type = http).
 pub fn http_max_records() -> usize {
     10_000

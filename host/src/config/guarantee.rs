@@ -114,8 +114,8 @@ pub(super) fn check_dedupe(config: &Config, problems: &mut Vec<String>) {
     }
 }
 
-/// Every sink route `name` can write to: its ports' sinks and its plugins'
-/// dead letters.
+/// Every sink route `name` can write to: its ports' sinks, its plugins'
+/// dead letters, and its source's dead letter for oversized records.
 pub fn route_sinks<'a>(config: &'a Config, name: &str) -> BTreeSet<&'a str> {
     let Some(route) = config.routes.get(name) else {
         return BTreeSet::new();
@@ -126,5 +126,17 @@ pub fn route_sinks<'a>(config: &'a Config, name: &str) -> BTreeSet<&'a str> {
         .filter_map(|p| config.plugins.get(p))
         .filter(|p| p.on_error == OnError::DeadLetter)
         .filter_map(|p| p.dead_letter.as_deref());
-    route.to.all_sinks().map(|(_, s)| s).chain(dead).collect()
+    route
+        .to
+        .all_sinks()
+        .map(|(_, s)| s)
+        .chain(dead)
+        .chain(source_dead_letter(config, &route.from))
+        .collect()
+}
+
+/// The `dead_letter` sink of source `name`, for records over its
+/// `max_record_size`.
+pub fn source_dead_letter<'a>(config: &'a Config, name: &str) -> Option<&'a str> {
+    config.sources.get(name)?.kind().record_limit()?.1
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use defaults::*;
-pub use guarantee::route_sinks;
+pub use guarantee::{route_sinks, source_dead_letter};
 pub use interpolate::interpolate;
 pub use plugins::{OnError, PluginConfig, PluginSource};
 pub use routes::{Guarantee, PortMap, RouteConfig};

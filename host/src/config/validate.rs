@@ -158,6 +158,22 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
     }
     for (name, source) in &config.sources {
         problems.extend(source.kind().problems(&format!("sources.{name}")));
+        if let Some((max, dead_letter)) = source.kind().record_limit() {
+            if max == 0 {
+                problems.push(format!(
+                    "sources.{name}.max_record_size: must be more than zero"
+                ));
+            }
+            if let Some(sink) = dead_letter
+                && !config.sinks.contains_key(sink)
+                && !is_broken("sinks", sink)
+            {
+                problems.push(format!(
+                    "sources.{name}.dead_letter: no sink named `{sink}` (sinks: {})",
+                    sink_names()
+                ));
+            }
+        }
     }
     for (name, table) in &config.tables {
         problems.extend(table.kind().problems(&format!("tables.{name}")));

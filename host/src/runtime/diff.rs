@@ -143,7 +143,8 @@ fn routes_of<'a>(config: &'a Config, source: &str) -> Vec<&'a String> {
 }
 
 /// Every sink route `name` writes to: its ports, its plugins' dead-letter
-/// sinks, and the SSE sink it asks about connections.
+/// sinks, the SSE sink it asks about connections, and its source's
+/// dead-letter sink.
 fn sinks_of<'a>(config: &'a Config, name: &str) -> impl Iterator<Item = &'a str> {
     let route = config.routes.get(name);
     let ports = route
@@ -155,7 +156,8 @@ fn sinks_of<'a>(config: &'a Config, name: &str) -> impl Iterator<Item = &'a str>
             .filter_map(|p| config.plugins.get(p)?.dead_letter.as_deref())
     });
     let demand = route.and_then(|r| r.only_connected.as_deref());
-    ports.chain(dead).chain(demand)
+    let oversized = route.and_then(|r| crate::config::source_dead_letter(config, &r.from));
+    ports.chain(dead).chain(demand).chain(oversized)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::pipeline::{Outputs, RouteStatus, StageSpec, route};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::sinks::{SinkHandle, SseHub};
 use crate::sources::kafka::KafkaSource;
+use crate::sources::limit::RecordLimit;
 use crate::sources::{BuiltSource, IngestHandle, Source, SourceConfig, SourceOutput};
 use crate::tables::Table;
 use crate::wasm::{HostImports, PluginSlot};
@@ -107,7 +108,24 @@ impl Unit {
             routes.extend(tasks);
         }
 
-        let output = SourceOutput::new(inputs);
+        let mut output = SourceOutput::new(inputs);
+        if let Some((max, dead_letter)) = source_config.kind().record_limit() {
+            let dead_letter =
+                match dead_letter {
+                    Some(sink) => Some(sinks.get(sink).cloned().with_context(|| {
+                        format!("sources.{name}.dead_letter: no sink `{sink}`")
+                    })?),
+                    None => None,
+                };
+            output = output.with_limit(RecordLimit {
+                source: name.to_owned(),
+                max,
+                dead_letter,
+                oversized: parts
+                    .metrics
+                    .counter("sluice_source_oversized_total", &[("source", name)]),
+            });
+        }
         let tables = tables_used(name, parts);
         let cx = BuildContext {
             metrics: parts.metrics,

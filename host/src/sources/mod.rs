@@ -9,6 +9,7 @@
 pub mod generator;
 pub mod http;
 pub mod kafka;
+pub mod limit;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -56,6 +57,12 @@ pub trait SourceKind: std::fmt::Debug + Send + Sync {
     /// Makes the paths in its config absolute, against `base` (the config
     /// file's directory); called once, when the config is parsed.
     fn resolve_paths(&mut self, _base: &std::path::Path) {}
+
+    /// Its `max_record_size` (bytes) and `dead_letter` sink, for a kind
+    /// that has them (see [`limit`]).
+    fn record_limit(&self) -> Option<(u64, Option<&str>)> {
+        None
+    }
 
     /// The topics it needs on the embedded broker, when it names it.
     fn embedded_topics(&self) -> Option<Vec<String>> {
@@ -112,6 +119,7 @@ pub trait Source: Send + 'static {
 #[derive(Debug, Clone)]
 pub struct SourceOutput {
     routes: Arc<[RouteInput]>,
+    limit: Option<Arc<limit::RecordLimit>>,
 }
 
 impl SourceOutput {
@@ -119,12 +127,23 @@ impl SourceOutput {
     pub fn new(routes: Vec<RouteInput>) -> Self {
         Self {
             routes: routes.into(),
+            limit: None,
         }
+    }
+
+    /// Takes records over `limit` out of every batch before the routes.
+    pub fn with_limit(mut self, limit: limit::RecordLimit) -> Self {
+        self.limit = Some(Arc::new(limit));
+        self
     }
 
     /// Sends `batch` to every route. `pending` resolves once every route has
     /// delivered (or failed) its outputs of the batch.
     pub async fn send(&self, batch: FlatBatch, pending: Pending) {
+        let batch = match &self.limit {
+            Some(limit) => limit.apply(batch, &pending).await,
+            None => batch,
+        };
         let batch = Arc::new(batch);
         for route in self.routes.iter() {
             route.send(Arc::clone(&batch), pending.hold()).await;

@@ -17,8 +17,8 @@ mod stall;
 mod tracker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -47,8 +47,8 @@ use crate::wasm::PluginStates;
 pub use exactly_once::{Transactions, transactional_id};
 use rewind::Rewinds;
 use stall::{Handing, Stall};
-use tracker::Ticket;
 pub use tracker::Tracker;
+use tracker::{PartitionKey, Ticket};
 
 /// `[sources.NAME]` with `type = "kafka"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -83,6 +83,14 @@ pub struct KafkaSourceConfig {
     /// Sluice's): `"security.protocol" = "SASL_SSL"`, ...
     #[serde(default)]
     pub options: crate::common::kafka::KafkaOptions,
+    /// The largest record passed on to the routes, key, value and headers
+    /// together (`"16MiB"`). A larger one goes to `dead_letter` without its
+    /// value, or is dropped and counted; either way it is acknowledged.
+    #[serde(default = "crate::config::defaults::source_max_record_size")]
+    pub max_record_size: crate::config::ByteSize,
+    /// The sink that receives records over `max_record_size`.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
 }
 
 /// `isolation`: librdkafka's `isolation.level`.
@@ -112,6 +120,10 @@ pub enum StartPosition {
 impl SourceKind for KafkaSourceConfig {
     fn type_name() -> &'static str {
         "kafka"
+    }
+
+    fn record_limit(&self) -> Option<(u64, Option<&str>)> {
+        Some((self.max_record_size.0, self.dead_letter.as_deref()))
     }
 
     fn problems(&self, at: &str) -> Vec<String> {
@@ -169,7 +181,14 @@ struct SourceContext {
     name: String,
     /// Offsets are committed in transactions, never by the consumer.
     exactly_once: bool,
+    /// Revocations of any partition (an exactly-once round spans them all).
     generation: AtomicU64,
+    /// Revocations of each partition: its batches read before the last
+    /// one are stale. Per partition, because a cooperative rebalance
+    /// (`cooperative-sticky`, `group.protocol = consumer`) revokes some
+    /// partitions and leaves the others reading on, with their batches in
+    /// flight still to be tracked.
+    revoked: Mutex<HashMap<PartitionKey, u64>>,
     /// Partition states to drop on revoke.
     states: Option<PluginStates>,
     /// `sluice_source_rebalances_total`: assignments taken away.
@@ -204,6 +223,14 @@ impl ConsumerContext for SourceContext {
                 tracing::debug!(source = %self.name, error = %e, "Nothing committed at revoke.");
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
+            {
+                let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+                for e in partitions.elements() {
+                    *revoked
+                        .entry((e.topic().to_owned(), e.partition()))
+                        .or_default() += 1;
+                }
+            }
             self.revocations.add(1);
             // Their next owner restores their state from the changelog (an
             // exactly-once source drops it once the round is aborted).
@@ -226,6 +253,13 @@ impl ConsumerContext for SourceContext {
             tracing::info!(source = %self.name, partitions = %describe(partitions), "Partitions assigned.");
         }
     }
+}
+
+/// A partition's assignment generation: how many times it was revoked.
+fn generation(consumer: &StreamConsumer<SourceContext>, key: &PartitionKey) -> u64 {
+    let revoked = consumer.context().revoked.lock();
+    let revoked = revoked.unwrap_or_else(|p| p.into_inner());
+    revoked.get(key).copied().unwrap_or(0)
 }
 
 fn describe(partitions: &TopicPartitionList) -> String {
@@ -334,6 +368,7 @@ impl KafkaSource {
             name: self.name.clone(),
             exactly_once,
             generation: AtomicU64::new(0),
+            revoked: Mutex::default(),
             states: self.states.clone(),
             revocations: self.revocations.clone(),
             link: KafkaLink::new(&self.links, &format!("sources.{}", self.name))
@@ -428,7 +463,7 @@ impl Source for KafkaSource {
                 message = consumer.recv(), if stall.is_none() || Stall::paused(&stall) => match message {
                     Ok(m) => {
                         let key = (m.topic().to_owned(), m.partition());
-                        if rewinds.holds(&key, self.generation(&consumer)) {
+                        if rewinds.holds(&key, |k| generation(&consumer, k)) {
                             // Read before the pause took effect: it will be
                             // read again from before it.
                             continue;
@@ -455,7 +490,7 @@ impl Source for KafkaSource {
                         s.pause_if_due(&consumer, pause_after, &self.name);
                         continue;
                     }
-                    rewinds.release_due(&consumer, self.generation(&consumer), &self.name);
+                    rewinds.release_due(&consumer, |k| generation(&consumer, k), &self.name);
                     for key in due(&filling, timeout) {
                         if stall.is_some() {
                             break;
@@ -504,7 +539,7 @@ impl KafkaSource {
         key: (String, i32),
         f: Filling,
     ) -> Handing {
-        let generation = self.generation(consumer);
+        let generation = generation(consumer, &key);
         let ticket = tracker.begin(key, generation, f.first_offset, f.last_offset);
         self.records.add(f.batch.len() as u64);
         let done_tx = done_tx.clone();
@@ -525,11 +560,6 @@ impl KafkaSource {
             .map_or(Duration::from_secs(300), Duration::from_millis)
     }
 
-    /// The assignment generation: how many revocations so far.
-    fn generation(&self, consumer: &StreamConsumer<SourceContext>) -> u64 {
-        consumer.context().generation.load(Ordering::Acquire)
-    }
-
     /// Takes a batch's outcome: stores the offset a success lets commit,
     /// or has a failure's partition read again (see `rewind`).
     fn complete(
@@ -545,7 +575,7 @@ impl KafkaSource {
             let (topic, partition) = (&done.ticket.key.0, done.ticket.key.1);
             // A batch of an earlier assignment: the partition's current
             // reading started from the committed offset anyway.
-            let current = done.ticket.generation == self.generation(consumer);
+            let current = done.ticket.generation == generation(consumer, &done.ticket.key);
             match tracker.rewind(&done.ticket).filter(|_| current) {
                 Some(from) => {
                     // What was read past the commit point is read again.

@@ -28,7 +28,7 @@ const QUIET: Duration = Duration::from_secs(30);
 struct Held {
     /// The first offset not committed: where reading starts again.
     from: i64,
-    /// The assignment generation it was held in.
+    /// The partition's assignment generation it was held in.
     generation: u64,
     /// When the backoff is over.
     at: Instant,
@@ -77,11 +77,19 @@ impl Rewinds {
     }
 
     /// Whether records of `key` are to be dropped: it is held, and will be
-    /// read again from before them. A hold from an older generation (the
-    /// partition was revoked since) is forgotten.
-    pub(super) fn holds(&mut self, key: &PartitionKey, generation: u64) -> bool {
+    /// read again from before them. A hold from an older generation of the
+    /// partition (it was revoked since) is forgotten.
+    pub(super) fn holds(
+        &mut self,
+        key: &PartitionKey,
+        generation: impl Fn(&PartitionKey) -> u64,
+    ) -> bool {
+        // Asked for every record read: almost always nothing is held.
+        if self.held.is_empty() {
+            return false;
+        }
         match self.held.get(key) {
-            Some(h) if h.generation == generation => true,
+            Some(h) if h.generation == generation(key) => true,
             Some(_) => {
                 self.held.remove(key);
                 false
@@ -98,12 +106,12 @@ impl Rewinds {
 
     /// Resumes the partitions whose backoff is over, reading each again
     /// from its first offset not committed. Holds from an older generation
-    /// are resumed without a seek: their next owner reads from the
-    /// committed offset anyway.
+    /// of their partition are resumed without a seek: their next owner
+    /// reads from the committed offset anyway.
     pub(super) fn release_due<C: ConsumerContext>(
         &mut self,
         consumer: &StreamConsumer<C>,
-        generation: u64,
+        generation: impl Fn(&PartitionKey) -> u64,
         source: &str,
     ) {
         if self.held.is_empty() {
@@ -113,7 +121,7 @@ impl Rewinds {
         let due: Vec<PartitionKey> = self
             .held
             .iter()
-            .filter(|(_, h)| h.generation != generation || h.at <= now)
+            .filter(|(k, h)| h.generation != generation(k) || h.at <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -127,7 +135,7 @@ impl Rewinds {
                 tracing::debug!(%source, %topic, partition, error = %e, "Partition not resumed.");
                 continue;
             }
-            if h.generation != generation {
+            if h.generation != generation(&key) {
                 continue;
             }
             match consumer.seek(topic, partition, Offset::Offset(h.from), SEEK_TIMEOUT) {

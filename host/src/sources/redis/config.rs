@@ -68,6 +68,14 @@ pub struct RedisSourceConfig {
     /// or `xdel` (XACK, then delete it from the stream).
     #[serde(default)]
     pub on_ack: OnAck,
+    /// The largest record passed on to the routes, key, value and headers
+    /// together (`"16MiB"`). A larger one goes to `dead_letter` without its
+    /// value, or is dropped and counted; either way it is acknowledged.
+    #[serde(default = "crate::config::defaults::source_max_record_size")]
+    pub max_record_size: crate::config::ByteSize,
+    /// The sink that receives records over `max_record_size`.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
 }
 
 /// What happens to an entry once every sink has it.
@@ -177,6 +185,10 @@ pub enum GroupStart {
 impl SourceKind for RedisSourceConfig {
     fn type_name() -> &'static str {
         "redis"
+    }
+
+    fn record_limit(&self) -> Option<(u64, Option<&str>)> {
+        Some((self.max_record_size.0, self.dead_letter.as_deref()))
     }
 
     fn resolve_paths(&mut self, base: &std::path::Path) {
