@@ -359,6 +359,19 @@ type = "redis_stream"
 url = "redis://127.0.0.1:6379"
 stream = "{nope}"
 
+[sources.deduped]
+type = "redis"
+url = "redis://127.0.0.1:6379"
+streams = ["s"]
+group = "g"
+dead_letter = "once"
+
+[sinks.once]
+type = "redis_stream"
+url = "redis://127.0.0.1:6379"
+stream = "dead"
+dedupe = true
+
 [sinks.snap]
 type = "redis_hash"
 url = "redis://127.0.0.1:6379"
@@ -379,6 +392,10 @@ only_connected = "snap"
 from = "badurl"
 to = ["live"]
 only_connected = "missing"
+
+[routes.c]
+from = "deduped"
+to = ["snap"]
 "#,
     );
     assert_problem(&p, "sources.nothing: set `streams`, `patterns`, or both");
@@ -402,6 +419,7 @@ only_connected = "missing"
         "sources.nothing.max_record_size: must be more than zero",
     );
     assert_problem(&p, "sources.nothing.dead_letter: no sink named `nowhere`");
+    assert_problem(&p, "sources.deduped.dead_letter: `once` has dedupe = true");
 }
 
 #[test]

@@ -192,6 +192,122 @@ async fn a_failing_sink_leaves_offsets_uncommitted_and_a_restart_redelivers() {
     assert_eq!(total, 40);
 }
 
+/// A Kafka → Kafka route whose sink has a broker of its own, to take down
+/// while the source reads on; 90 records, 30 of them delivered before the
+/// outage.
+struct SinkOutage {
+    _broker: Broker,
+    bootstrap: String,
+    topic: String,
+    group: String,
+    sink: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    records: Vec<Input>,
+    in_partitions: Vec<i32>,
+    running: sluice::runtime::Running,
+    _dir: tempfile::TempDir,
+}
+
+impl SinkOutage {
+    /// Starts the route with `options` on its source, and delivers the
+    /// first 30 records.
+    async fn start(options: &str) -> Self {
+        let broker = Broker::start();
+        let bootstrap = broker.bootstrap();
+        let (topic, group) = (unique("in"), unique("group"));
+        broker.create_topic(&topic, PARTITIONS).await;
+        let sink = rdkafka::mocking::MockCluster::new(1).unwrap();
+        sink.create_topic("out", PARTITIONS, 1).unwrap();
+        let text = format!(
+            r#"
+            [sources.in]
+            type = "kafka"
+            bootstrap_servers = "{bootstrap}"
+            topics = ["{topic}"]
+            group_id = "{group}"
+            commit_interval = "100ms"
+            options = {{ {options} }}
+            [sinks.out]
+            type = "kafka"
+            bootstrap_servers = "{sink_bootstrap}"
+            topic = "out"
+            delivery_timeout = "1s"
+            [routes.r]
+            from = "in"
+            to = ["out"]
+            "#,
+            sink_bootstrap = sink.bootstrap_servers()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let running = start(&text, dir.path()).await;
+        let records = input(90);
+        let in_partitions = produce(&bootstrap, &topic, &records[..30]).await;
+        let outage = Self {
+            _broker: broker,
+            bootstrap,
+            topic,
+            group,
+            sink,
+            records,
+            in_partitions,
+            running,
+            _dir: dir,
+        };
+        let before = distinct(&outage.read(30).await);
+        assert_eq!(before.len(), 30, "delivered before the outage");
+        outage
+    }
+
+    /// Takes the sink's broker down, produces the other 60 records, and
+    /// waits for the deliveries to fail.
+    async fn produce_the_rest_while_down(&mut self) {
+        self.sink.broker_down(1).unwrap();
+        let more = produce(&self.bootstrap, &self.topic, &self.records[30..]).await;
+        self.in_partitions.extend(more);
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                self.metric("sluice_source_ack_failures_total") > 0
+            })
+            .await,
+            "the sink's deliveries should have failed"
+        );
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        self.running
+            .metrics
+            .value(name, &[("source", "in")])
+            .unwrap_or(0)
+    }
+
+    /// What the sink's topic holds once `n` distinct records are there.
+    async fn read(&self, n: usize) -> Vec<Rec> {
+        let b = self.sink.bootstrap_servers();
+        tokio::task::spawn_blocking(move || {
+            consume_until(&b, "out", Duration::from_secs(40), |out| {
+                distinct(out).len() >= n
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    fn committed(&self) -> Vec<i64> {
+        committed(&self.bootstrap, &self.group, &self.topic, PARTITIONS)
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect()
+    }
+
+    /// Whether every partition gets committed to its end.
+    async fn committed_to_the_end(&self) -> bool {
+        let mut ends = vec![0i64; PARTITIONS as usize];
+        for p in &self.in_partitions {
+            ends[*p as usize] += 1;
+        }
+        eventually(Duration::from_secs(30), || self.committed() == ends).await
+    }
+}
+
 /// A sink that cannot deliver for a while (its broker down for longer than
 /// `delivery_timeout`) holds the source's commit point; once the backoff is
 /// over the source reads the failed partitions again from that point,
@@ -200,76 +316,15 @@ async fn a_failing_sink_leaves_offsets_uncommitted_and_a_restart_redelivers() {
 /// offsets reach the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_not_delivered_is_read_again_without_a_restart() {
-    let broker = Broker::start();
-    let bootstrap = broker.bootstrap();
-    let (topic, group) = (unique("in"), unique("group"));
-    broker.create_topic(&topic, PARTITIONS).await;
-    // The sink's own broker, so it can go down while the source reads on.
-    let sink_cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    sink_cluster.create_topic("out", PARTITIONS, 1).unwrap();
-    let sink_bootstrap = sink_cluster.bootstrap_servers();
-    let text = format!(
-        r#"
-        [sources.in]
-        type = "kafka"
-        bootstrap_servers = "{bootstrap}"
-        topics = ["{topic}"]
-        group_id = "{group}"
-        commit_interval = "100ms"
-        [sinks.out]
-        type = "kafka"
-        bootstrap_servers = "{sink_bootstrap}"
-        topic = "out"
-        delivery_timeout = "1s"
-        [routes.r]
-        from = "in"
-        to = ["out"]
-        "#
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(&text, dir.path()).await;
-    let records = input(90);
-    let in_partitions = produce(&bootstrap, &topic, &records[..30]).await;
-    let read = |n: usize| {
-        let b = sink_bootstrap.clone();
-        tokio::task::spawn_blocking(move || {
-            consume_until(&b, "out", Duration::from_secs(40), |out| {
-                distinct(out).len() >= n
-            })
-        })
-    };
-    assert_eq!(
-        distinct(&read(30).await.unwrap()).len(),
-        30,
-        "delivered before the outage"
-    );
-
-    sink_cluster.broker_down(1).unwrap();
-    let in_partitions = [
-        in_partitions,
-        produce(&bootstrap, &topic, &records[30..]).await,
-    ]
-    .concat();
-    let failures = || {
-        running
-            .metrics
-            .value("sluice_source_ack_failures_total", &[("source", "in")])
-            .unwrap_or(0)
-    };
-    assert!(
-        eventually(Duration::from_secs(20), || failures() > 0).await,
-        "the sink's deliveries should have failed"
-    );
+    let mut outage = SinkOutage::start("").await;
+    outage.produce_the_rest_while_down().await;
     // Several rounds of reading again while the broker is down.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let during: i64 = committed(&bootstrap, &group, &topic, PARTITIONS)
-        .into_iter()
-        .flatten()
-        .sum();
+    let during: i64 = outage.committed().iter().sum();
     assert!(during <= 30, "nothing undelivered is committed ({during})");
 
-    sink_cluster.broker_up(1).unwrap();
-    let out = read(90).await.unwrap();
+    outage.sink.broker_up(1).unwrap();
+    let out = outage.read(90).await;
     let mut got = distinct(&out);
     got.sort_unstable();
     assert_eq!(got, (0..90).collect::<Vec<_>>(), "every record, no restart");
@@ -292,20 +347,8 @@ async fn a_batch_not_delivered_is_read_again_without_a_restart() {
             "partition {p} out of order: {lasts:?}"
         );
     }
-    let mut ends = vec![0i64; PARTITIONS as usize];
-    for p in &in_partitions {
-        ends[*p as usize] += 1;
-    }
-    let all_committed = eventually(Duration::from_secs(20), || {
-        let c: Vec<i64> = committed(&bootstrap, &group, &topic, PARTITIONS)
-            .into_iter()
-            .map(|c| c.unwrap_or(0))
-            .collect();
-        c == ends
-    })
-    .await;
-    assert!(all_committed, "committed to the end: {ends:?}");
-    running.shutdown().await.unwrap();
+    assert!(outage.committed_to_the_end().await, "committed to the end");
+    outage.running.shutdown().await.unwrap();
 }
 
 /// With a cooperative assignor a rebalance revokes only some partitions,
@@ -315,65 +358,18 @@ async fn a_batch_not_delivered_is_read_again_without_a_restart() {
 /// committed past the failed ones).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cooperative_rebalance_loses_none_of_the_failed_batches_of_the_partitions_kept() {
-    let broker = Broker::start();
-    let bootstrap = broker.bootstrap();
-    let (topic, group) = (unique("in"), unique("group"));
-    broker.create_topic(&topic, PARTITIONS).await;
-    let sink_cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    sink_cluster.create_topic("out", PARTITIONS, 1).unwrap();
-    let sink_bootstrap = sink_cluster.bootstrap_servers();
-    let cooperative = r#""partition.assignment.strategy" = "cooperative-sticky", "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500""#;
-    let text = format!(
-        r#"
-        [sources.in]
-        type = "kafka"
-        bootstrap_servers = "{bootstrap}"
-        topics = ["{topic}"]
-        group_id = "{group}"
-        commit_interval = "100ms"
-        options = {{ {cooperative} }}
-        [sinks.out]
-        type = "kafka"
-        bootstrap_servers = "{sink_bootstrap}"
-        topic = "out"
-        delivery_timeout = "1s"
-        [routes.r]
-        from = "in"
-        to = ["out"]
-        "#
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(&text, dir.path()).await;
-    let records = input(90);
-    let mut in_partitions = produce(&bootstrap, &topic, &records[..30]).await;
-    let read = |n: usize| {
-        let b = sink_bootstrap.clone();
-        tokio::task::spawn_blocking(move || {
-            consume_until(&b, "out", Duration::from_secs(40), |out| {
-                distinct(out).len() >= n
-            })
-        })
-    };
-    assert_eq!(distinct(&read(30).await.unwrap()).len(), 30);
-
-    sink_cluster.broker_down(1).unwrap();
-    in_partitions.extend(produce(&bootstrap, &topic, &records[30..]).await);
-    let metric = |name: &str| {
-        running
-            .metrics
-            .value(name, &[("source", "in")])
-            .unwrap_or(0)
-    };
-    assert!(
-        eventually(Duration::from_secs(20), || metric(
-            "sluice_source_ack_failures_total"
-        ) > 0)
-        .await,
-        "the sink's deliveries should have failed"
-    );
+    let mut outage = SinkOutage::start(
+        r#""partition.assignment.strategy" = "cooperative-sticky", "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500""#,
+    )
+    .await;
+    outage.produce_the_rest_while_down().await;
 
     // A second member joins and takes some partitions, then leaves again.
-    let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+    let (b, g, t) = (
+        outage.bootstrap.clone(),
+        outage.group.clone(),
+        outage.topic.clone(),
+    );
     let took = tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let member: BaseConsumer = rdkafka::ClientConfig::new()
@@ -400,26 +396,14 @@ async fn a_cooperative_rebalance_loses_none_of_the_failed_batches_of_the_partiti
     .await
     .unwrap();
     assert!(took > 0, "the second member got partitions");
-    assert!(metric("sluice_source_rebalances_total") > 0);
+    assert!(outage.metric("sluice_source_rebalances_total") > 0);
 
-    sink_cluster.broker_up(1).unwrap();
-    let mut got = distinct(&read(90).await.unwrap());
+    outage.sink.broker_up(1).unwrap();
+    let mut got = distinct(&outage.read(90).await);
     got.sort_unstable();
     assert_eq!(got, (0..90).collect::<Vec<_>>(), "every record");
-    let mut ends = vec![0i64; PARTITIONS as usize];
-    for p in &in_partitions {
-        ends[*p as usize] += 1;
-    }
-    let all_committed = eventually(Duration::from_secs(30), || {
-        let c: Vec<i64> = committed(&bootstrap, &group, &topic, PARTITIONS)
-            .into_iter()
-            .map(|c| c.unwrap_or(0))
-            .collect();
-        c == ends
-    })
-    .await;
-    assert!(all_committed, "committed to the end: {ends:?}");
-    running.shutdown().await.unwrap();
+    assert!(outage.committed_to_the_end().await, "committed to the end");
+    outage.running.shutdown().await.unwrap();
 }
 
 /// The distinct `n` headers of what was read.

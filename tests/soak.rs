@@ -94,6 +94,17 @@ impl Instance {
     }
 }
 
+/// The source's consumer-group settings. `SLUICE_SOAK_GROUP_PROTOCOL=consumer`
+/// uses the KIP-848 protocol (incremental, server-side assignment; the
+/// broker sets the session timeout) instead of the classic one, whose mock
+/// implementation aborts on its own assertion under long churn.
+fn group_options() -> &'static str {
+    match std::env::var("SLUICE_SOAK_GROUP_PROTOCOL").as_deref() {
+        Ok("consumer") => r#""group.protocol" = "consumer""#,
+        _ => r#""session.timeout.ms" = "3000", "heartbeat.interval.ms" = "300""#,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_config(
     path: &Path,
@@ -119,7 +130,7 @@ fn write_config(
         group_id = "{group}"
         batch_size = {batch_size}
         commit_interval = "300ms"
-        options = {{ "session.timeout.ms" = "3000", "heartbeat.interval.ms" = "300" }}
+        options = {{ {options} }}
         [plugins.stamp]
         path = "{plugin}"
         [sinks.out]
@@ -142,6 +153,7 @@ fn write_config(
         to = ["live"]
         "#,
         plugin = plugin.display(),
+        options = group_options(),
     );
     // Written beside and renamed over, so a reload never reads half a file.
     let tmp = path.with_extension("tmp");

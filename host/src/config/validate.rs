@@ -164,14 +164,18 @@ pub(super) fn check(config: &Config, broken: &BTreeSet<String>, problems: &mut V
                     "sources.{name}.max_record_size: must be more than zero"
                 ));
             }
-            if let Some(sink) = dead_letter
-                && !config.sinks.contains_key(sink)
-                && !is_broken("sinks", sink)
-            {
-                problems.push(format!(
+            match dead_letter.map(|sink| (sink, config.sinks.get(sink))) {
+                Some((sink, None)) if !is_broken("sinks", sink) => problems.push(format!(
                     "sources.{name}.dead_letter: no sink named `{sink}` (sinks: {})",
                     sink_names()
-                ));
+                )),
+                // Dead letters skip the routes, so their positions can run
+                // ahead of the routes' outputs, which such a sink would
+                // then drop as redeliveries.
+                Some((sink, Some(SinkConfig::RedisStream(r)))) if r.dedupe => problems.push(format!(
+                    "sources.{name}.dead_letter: `{sink}` has dedupe = true, which tells redeliveries apart by source position; dead letters need a sink without it"
+                )),
+                _ => {}
             }
         }
     }

@@ -35,6 +35,16 @@ pub mod headers {
     pub const ORIGIN_PARTITION: &str = "sluice-origin-partition";
     /// Its offset, or Redis entry id.
     pub const ORIGIN_POSITION: &str = "sluice-origin-position";
+
+    /// The text of [`ORIGIN_POSITION`]: a Kafka offset, or a Redis entry id
+    /// (`ms-seq`).
+    pub fn position(p: crate::record::Position) -> String {
+        if p.sequence == 0 {
+            p.offset.to_string()
+        } else {
+            format!("{}-{}", p.offset, p.sequence)
+        }
+    }
 }
 
 /// How one stage is set up.
@@ -527,11 +537,7 @@ impl Stage {
         let stage = self.label.split('#').next().unwrap_or(&self.label);
         for (record, error) in failed.records.records().zip(&failed.errors) {
             let p = record.position();
-            let position = if p.sequence == 0 {
-                p.offset.to_string()
-            } else {
-                format!("{}-{}", p.offset, p.sequence)
-            };
+            let position = headers::position(p);
             let extra = [
                 (headers::ERROR, error.as_bytes()),
                 (headers::PLUGIN, self.plugin.name.as_bytes()),

@@ -9,7 +9,8 @@
 //! for; without one it is dropped, logged and counted. Either way its
 //! position is acknowledged with its batch, so it does not come back.
 //!
-//! The dead letter keeps the key, the headers and the timestamp, adds the
+//! The dead letter keeps the key, the headers and the timestamp (unless
+//! they alone are over the limit: then they are left out too), adds the
 //! reason and the record's origin (`sluice-origin-*`, the same headers a
 //! plugin's dead letters carry), and leaves the value out (empty, not
 //! null, which Kafka would take for a tombstone): a value too
@@ -63,7 +64,7 @@ impl RecordLimit {
             return batch;
         }
         self.oversized.add(over as u64);
-        let mut kept = FlatBatch::with_capacity(batch.origin.clone(), batch.len() - over, total);
+        let mut kept = FlatBatch::new(batch.origin.clone());
         let mut dead = FlatBatch::new(batch.origin.clone());
         for (record, &size) in batch.records().zip(&sizes) {
             if size <= self.max {
@@ -96,18 +97,23 @@ impl RecordLimit {
     fn dead_letter_of(&self, record: &Record<'_>, size: u64, out: &mut FlatBatch) {
         let origin = record.origin();
         let p = record.position();
-        let position = if p.sequence == 0 {
-            p.offset.to_string()
-        } else {
-            format!("{}-{}", p.offset, p.sequence)
-        };
-        let (error, size_text, partition) = (
-            format!(
-                "record of {size} bytes is over the source's max_record_size ({} bytes)",
-                self.max
-            ),
+        // A dead letter over the limit too would fail its sink on every
+        // redelivery: when the key and headers alone are, they go as well.
+        let meta = size - record.value().len() as u64;
+        let whole = meta <= self.max;
+        let error = format!(
+            "record of {size} bytes is over the source's max_record_size ({} bytes){}",
+            self.max,
+            if whole {
+                ""
+            } else {
+                "; its key and headers alone are, so they are left out too"
+            }
+        );
+        let (size_text, partition, position) = (
             size.to_string(),
             origin.partition.to_string(),
+            headers::position(p),
         );
         let extra = [
             (headers::ERROR, error.as_bytes()),
@@ -117,14 +123,15 @@ impl RecordLimit {
             (headers::ORIGIN_PARTITION, partition.as_bytes()),
             (headers::ORIGIN_POSITION, position.as_bytes()),
         ];
+        let own = record.headers().filter(|_| whole);
         // An empty value, not a null one: on a compacted Kafka topic a null
         // value would delete the key.
         out.push(
             p,
-            record.key(),
+            record.key().filter(|_| whole),
             Some(&[]),
             record.timestamp(),
-            record.headers().chain(extra),
+            own.chain(extra),
         );
     }
 }
@@ -185,6 +192,21 @@ mod tests {
         let b = batch(&["a", "b"]);
         let kept = limit(1 << 20).apply(b.clone(), &pending).await;
         assert_eq!(kept, b);
+    }
+
+    #[test]
+    fn a_dead_letter_leaves_out_key_and_headers_that_are_over_the_limit_alone() {
+        let b = batch(&["v"]);
+        let mut dead = FlatBatch::new(b.origin.clone());
+        let record = b.get(0).unwrap();
+        limit(2).dead_letter_of(&record, record_size(&record), &mut dead);
+        let d = dead.get(0).unwrap();
+        assert_eq!(d.key(), None);
+        assert_eq!(d.header("h"), None);
+        assert!(
+            String::from_utf8_lossy(d.header(headers::ERROR).unwrap())
+                .ends_with("its key and headers alone are, so they are left out too")
+        );
     }
 
     #[test]

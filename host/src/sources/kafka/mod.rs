@@ -248,8 +248,14 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            // librdkafka keeps a partition's pause across a revocation: one
+            // revoked while paused (a stall, a rewind) would come back
+            // paused for good. A partition newly assigned is never held.
+            if let Err(e) = consumer.resume(partitions) {
+                tracing::warn!(source = %self.name, error = %e, "Cannot resume the assigned partitions.");
+            }
             tracing::info!(source = %self.name, partitions = %describe(partitions), "Partitions assigned.");
         }
     }
@@ -389,6 +395,13 @@ struct Filling {
     started: tokio::time::Instant,
     first_offset: i64,
     last_offset: i64,
+    /// Its partition's generation when its records were read: if the
+    /// partition was revoked since, they are stale (its next assignment
+    /// reads them again from the committed offset).
+    generation: u64,
+    /// The count of all revocations when `generation` was last checked, so
+    /// a record read checks its partition's only after a rebalance.
+    seen: u64,
 }
 
 impl Filling {
@@ -404,7 +417,27 @@ impl Filling {
             started: tokio::time::Instant::now(),
             first_offset,
             last_offset: -1,
+            generation: 0,
+            seen: 0,
         }
+    }
+
+    /// Tags the batch with its partition's generation now (`global`: all
+    /// revocations so far).
+    fn read_in(mut self, generation: u64, global: u64) -> Self {
+        self.generation = generation;
+        self.seen = global;
+        self
+    }
+
+    /// Whether its partition was revoked since its records were read.
+    fn stale(&mut self, consumer: &StreamConsumer<SourceContext>, key: &PartitionKey) -> bool {
+        let global = consumer.context().generation.load(Ordering::Acquire);
+        if self.seen == global {
+            return false;
+        }
+        self.seen = global;
+        self.generation != generation(consumer, key)
     }
 }
 
@@ -452,6 +485,9 @@ impl Source for KafkaSource {
                     if let Some(s) = stall.take() {
                         s.end(&consumer, &self.name, |t, p| rewinds.is_held(t, p));
                     }
+                    // Under steady backpressure a stall is nearly always on,
+                    // and the tick below releases nothing during one.
+                    rewinds.release_due(&consumer, |k| generation(&consumer, k), &self.name);
                     // A batch that filled up meanwhile goes next.
                     let full = filling.iter().find(|(_, f)| f.batch.len() >= batch_size);
                     if let Some(key) = full.map(|(k, _)| k.clone())
@@ -468,7 +504,15 @@ impl Source for KafkaSource {
                             // read again from before it.
                             continue;
                         }
-                        let f = filling.entry(key.clone()).or_insert_with(|| Filling::new(&self.name, &key, m.offset()));
+                        // Records read before a revocation of this
+                        // partition are read again from the commit point.
+                        if filling.get_mut(&key).is_some_and(|f| f.stale(&consumer, &key)) {
+                            filling.remove(&key);
+                        }
+                        let f = filling.entry(key.clone()).or_insert_with(|| {
+                            let global = consumer.context().generation.load(Ordering::Acquire);
+                            Filling::new(&self.name, &key, m.offset()).read_in(generation(&consumer, &key), global)
+                        });
                         push_message(&mut f.batch, &m);
                         f.last_offset = m.offset();
                         if let Some(s) = stall.as_mut() {
@@ -539,8 +583,13 @@ impl KafkaSource {
         key: (String, i32),
         f: Filling,
     ) -> Handing {
-        let generation = generation(consumer, &key);
-        let ticket = tracker.begin(key, generation, f.first_offset, f.last_offset);
+        if f.generation != generation(consumer, &key) {
+            // Read before its partition was revoked: the next assignment
+            // reads it again from the committed offset.
+            tracing::debug!(source = %self.name, topic = %key.0, partition = key.1, "Batch of a revoked assignment dropped.");
+            return Box::pin(std::future::ready(()));
+        }
+        let ticket = tracker.begin(key, f.generation, f.first_offset, f.last_offset);
         self.records.add(f.batch.len() as u64);
         let done_tx = done_tx.clone();
         let (_ack, hold) = BatchAck::new(move |result| {

@@ -129,24 +129,38 @@ impl Rewinds {
                 continue;
             };
             let (topic, partition) = (&key.0, key.1);
-            // Resume, then seek: the seek comes after the resume's refetch
-            // from the last record read, and supersedes it.
+            if h.generation == generation(&key) {
+                // Seek while still paused, then resume: a seek sets where
+                // fetching starts and forgets the last record handed out,
+                // which a resume would otherwise fetch from.
+                if let Err(e) =
+                    consumer.seek(topic, partition, Offset::Offset(h.from), SEEK_TIMEOUT)
+                {
+                    let wait = self.backoff.next_wait();
+                    tracing::warn!(%source, %topic, partition, error = %e, retry_in = ?wait, "Cannot seek the partition back yet; it stays paused.");
+                    self.held.insert(
+                        key,
+                        Held {
+                            at: Instant::now() + wait,
+                            ..h
+                        },
+                    );
+                    continue;
+                }
+                tracing::info!(%source, %topic, partition, offset = h.from, "Reading the partition again from its first undelivered batch.");
+            }
+            // A hold of an older generation is only resumed: its next owner
+            // reads it from the committed offset.
             if let Err(e) = consumer.resume(&one(&key)) {
-                tracing::debug!(%source, %topic, partition, error = %e, "Partition not resumed.");
-                continue;
-            }
-            if h.generation != generation(&key) {
-                continue;
-            }
-            match consumer.seek(topic, partition, Offset::Offset(h.from), SEEK_TIMEOUT) {
-                Ok(()) => {
-                    tracing::info!(%source, %topic, partition, offset = h.from, "Reading the partition again from its first undelivered batch.");
-                }
-                Err(e) => {
-                    // Revoked meanwhile: its next owner reads it from the
-                    // committed offset.
-                    tracing::warn!(%source, %topic, partition, error = %e, "Cannot seek the partition back; it is read again at the next assignment.");
-                }
+                let wait = self.backoff.next_wait();
+                tracing::warn!(%source, %topic, partition, error = %e, retry_in = ?wait, "Cannot resume the partition yet.");
+                self.held.insert(
+                    key,
+                    Held {
+                        at: Instant::now() + wait,
+                        ..h
+                    },
+                );
             }
         }
     }
