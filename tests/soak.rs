@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::kafka::{consume_until, unique};
+use common::kafka::unique;
 use common::redis::RedisServer;
 use common::*;
 
@@ -192,6 +192,54 @@ fn ns_of(value: &str) -> u64 {
     v["n"].as_u64().unwrap()
 }
 
+/// Reads `topic` from the start for the whole run, keeping the partition
+/// and `n` of every record in the order read. Read as it is written, not
+/// at the end: the mock broker keeps only about 5 MB (or 100,000 batches)
+/// per partition and deletes older ones, which a long run's output passes.
+/// Stops once `target` (set when the faults stop) distinct records were
+/// read, 300 ms later to catch extras, or 180 s after `target` was set.
+fn spawn_reader(
+    bootstrap: &str,
+    topic: &str,
+    target: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<(i32, u64)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("soak-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut deadline: Option<Instant> = None;
+        let mut extra_until: Option<Instant> = None;
+        loop {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let n = ns_of(&String::from_utf8_lossy(m.payload().unwrap_or_default()));
+                seen.insert(n);
+                out.push((m.partition(), n));
+            }
+            let target = target.load(Ordering::Acquire);
+            if target == u64::MAX {
+                continue;
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + Duration::from_secs(180));
+            if extra_until.is_none() && seen.len() as u64 >= target {
+                extra_until = Some(now + Duration::from_millis(300));
+            }
+            if now > deadline || extra_until.is_some_and(|t| now > t) {
+                return out;
+            }
+        }
+    })
+}
+
 /// Duplicates, and keys whose first occurrences are out of order.
 fn check_order(seqs: impl IntoIterator<Item = u64>) -> (u64, Vec<String>) {
     let mut seen = HashSet::new();
@@ -278,6 +326,9 @@ async fn chaos_soak_loses_nothing() {
     // The load: 100 records every 50 ms, keys k0..k9, values {"n":N}.
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
+    // The output, read while it is written.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let reader = spawn_reader(&bootstrap, &topic_out, Arc::clone(&target));
     let load = common::kafka::spawn_load(
         &bootstrap,
         &topic_in,
@@ -385,22 +436,10 @@ async fn chaos_soak_loses_nothing() {
     let failed_batches = logs_matching(dir.path(), "Batch not delivered");
 
     // Every record out, in Kafka and in Redis.
-    let out = tokio::task::spawn_blocking({
-        let (b, t) = (bootstrap.clone(), topic_out.clone());
-        move || {
-            let mut seen = HashSet::new();
-            let mut read = 0;
-            consume_until(&b, &t, Duration::from_secs(180), move |out| {
-                for r in &out[read..] {
-                    seen.insert(r.value.clone());
-                }
-                read = out.len();
-                seen.len() as u64 >= produced
-            })
-        }
-    })
-    .await
-    .unwrap();
+    target.store(produced, Ordering::Release);
+    let out = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
     let mut c = redis.conn();
     let redis_all = |c: &mut ::redis::Connection| -> Vec<u64> {
         common::redis::xrange(c, "copy")
@@ -415,7 +454,7 @@ async fn chaos_soak_loses_nothing() {
     for i in &mut instances {
         i.kill();
     }
-    let kafka_ns: Vec<u64> = out.iter().map(|r| ns_of(&r.value)).collect();
+    let kafka_ns: Vec<u64> = out.iter().map(|&(_, n)| n).collect();
     let kafka_unique: HashSet<u64> = kafka_ns.iter().copied().collect();
     let lost_kafka = (0..produced).filter(|n| !kafka_unique.contains(n)).count();
     let redis_ns = redis_all(&mut c);
@@ -424,11 +463,7 @@ async fn chaos_soak_loses_nothing() {
     let mut kafka_dups = 0;
     let mut disorder = Vec::new();
     for p in 0..PARTITIONS {
-        let (d, o) = check_order(
-            out.iter()
-                .filter(|r| r.partition == p)
-                .map(|r| ns_of(&r.value)),
-        );
+        let (d, o) = check_order(out.iter().filter(|r| r.0 == p).map(|r| r.1));
         kafka_dups += d;
         disorder.extend(o);
     }
