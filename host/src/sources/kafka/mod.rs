@@ -399,9 +399,6 @@ struct Filling {
     /// partition was revoked since, they are stale (its next assignment
     /// reads them again from the committed offset).
     generation: u64,
-    /// The count of all revocations when `generation` was last checked, so
-    /// a record read checks its partition's only after a rebalance.
-    seen: u64,
 }
 
 impl Filling {
@@ -418,26 +415,13 @@ impl Filling {
             first_offset,
             last_offset: -1,
             generation: 0,
-            seen: 0,
         }
     }
 
-    /// Tags the batch with its partition's generation now (`global`: all
-    /// revocations so far).
-    fn read_in(mut self, generation: u64, global: u64) -> Self {
+    /// Tags the batch with its partition's generation now.
+    fn read_in(mut self, generation: u64) -> Self {
         self.generation = generation;
-        self.seen = global;
         self
-    }
-
-    /// Whether its partition was revoked since its records were read.
-    fn stale(&mut self, consumer: &StreamConsumer<SourceContext>, key: &PartitionKey) -> bool {
-        let global = consumer.context().generation.load(Ordering::Acquire);
-        if self.seen == global {
-            return false;
-        }
-        self.seen = global;
-        self.generation != generation(consumer, key)
     }
 }
 
@@ -476,6 +460,8 @@ impl Source for KafkaSource {
         let mut stall: Option<Stall> = None;
         // Partitions waiting to be read again after a failed batch.
         let mut rewinds = Rewinds::default();
+        // The revocations the filling batches were last checked against.
+        let mut swept = 0;
         loop {
             tokio::select! {
                 biased;
@@ -504,14 +490,16 @@ impl Source for KafkaSource {
                             // read again from before it.
                             continue;
                         }
-                        // Records read before a revocation of this
-                        // partition are read again from the commit point.
-                        if filling.get_mut(&key).is_some_and(|f| f.stale(&consumer, &key)) {
-                            filling.remove(&key);
+                        // After a rebalance, batches being filled for the
+                        // partitions it revoked are dropped: their records
+                        // are read again from the commit point.
+                        let revocations = consumer.context().generation.load(Ordering::Acquire);
+                        if revocations != swept {
+                            swept = revocations;
+                            filling.retain(|k, f| f.generation == generation(&consumer, k));
                         }
                         let f = filling.entry(key.clone()).or_insert_with(|| {
-                            let global = consumer.context().generation.load(Ordering::Acquire);
-                            Filling::new(&self.name, &key, m.offset()).read_in(generation(&consumer, &key), global)
+                            Filling::new(&self.name, &key, m.offset()).read_in(generation(&consumer, &key))
                         });
                         push_message(&mut f.batch, &m);
                         f.last_offset = m.offset();
