@@ -198,11 +198,13 @@ fn ns_of(value: &str) -> u64 {
 /// per partition and deletes older ones, which a long run's output passes.
 /// Stops once `target` (set when the faults stop) distinct records were
 /// read, 300 ms later to catch extras, or 180 s after `target` was set.
+/// Also returns how many offsets it never saw (a gap within a partition:
+/// deleted before it read them) and how often it went back (a reset).
 fn spawn_reader(
     bootstrap: &str,
     topic: &str,
     target: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<Vec<(i32, u64)>> {
+) -> std::thread::JoinHandle<(Vec<(i32, u64)>, i64, u64)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -216,6 +218,8 @@ fn spawn_reader(
     std::thread::spawn(move || {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let (mut skipped, mut resets) = (0i64, 0u64);
         let mut deadline: Option<Instant> = None;
         let mut extra_until: Option<Instant> = None;
         loop {
@@ -223,6 +227,14 @@ fn spawn_reader(
                 let n = ns_of(&String::from_utf8_lossy(m.payload().unwrap_or_default()));
                 seen.insert(n);
                 out.push((m.partition(), n));
+                if let Some(&expected) = next.get(&m.partition()) {
+                    if m.offset() > expected {
+                        skipped += m.offset() - expected;
+                    } else if m.offset() < expected {
+                        resets += 1;
+                    }
+                }
+                next.insert(m.partition(), m.offset() + 1);
             }
             let target = target.load(Ordering::Acquire);
             if target == u64::MAX {
@@ -234,7 +246,7 @@ fn spawn_reader(
                 extra_until = Some(now + Duration::from_millis(300));
             }
             if now > deadline || extra_until.is_some_and(|t| now > t) {
-                return out;
+                return (out, skipped, resets);
             }
         }
     })
@@ -437,7 +449,7 @@ async fn chaos_soak_loses_nothing() {
 
     // Every record out, in Kafka and in Redis.
     target.store(produced, Ordering::Release);
-    let out = tokio::task::spawn_blocking(move || reader.join().unwrap())
+    let (out, skipped, resets) = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
     let mut c = redis.conn();
@@ -487,7 +499,8 @@ async fn chaos_soak_loses_nothing() {
     println!(
         "soak: {produced} records in; faults {counts:?}; slow SSE client cut off {cut_offs} times; \
          batches not delivered and read again: {failed_batches}\n\
-         soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}\n\
+         soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}; \
+         the reader never saw {skipped} offsets (deleted before it read them) and went back {resets} times\n\
          soak: Redis out {} entries, lost {lost_redis}, duplicates {redis_dups}\n\
          soak: RSS {}",
         kafka_ns.len(),
