@@ -192,6 +192,10 @@ fn ns_of(value: &str) -> u64 {
     v["n"].as_u64().unwrap()
 }
 
+/// What the reader saw: (partition, n) in the order read, offsets never
+/// seen, times it went back.
+type ReadBack = (Vec<(i32, u64)>, i64, u64);
+
 /// Reads `topic` from the start for the whole run, keeping the partition
 /// and `n` of every record in the order read. Read as it is written, not
 /// at the end: the mock broker keeps only about 5 MB (or 100,000 batches)
@@ -204,7 +208,7 @@ fn spawn_reader(
     bootstrap: &str,
     topic: &str,
     target: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<(Vec<(i32, u64)>, i64, u64)> {
+) -> std::thread::JoinHandle<ReadBack> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
