@@ -136,15 +136,8 @@ impl Rewinds {
                 if let Err(e) =
                     consumer.seek(topic, partition, Offset::Offset(h.from), SEEK_TIMEOUT)
                 {
-                    let wait = self.backoff.next_wait();
+                    let wait = self.hold_again(key.clone(), h);
                     tracing::warn!(%source, %topic, partition, error = %e, retry_in = ?wait, "Cannot seek the partition back yet; it stays paused.");
-                    self.held.insert(
-                        key,
-                        Held {
-                            at: Instant::now() + wait,
-                            ..h
-                        },
-                    );
                     continue;
                 }
                 tracing::info!(%source, %topic, partition, offset = h.from, "Reading the partition again from its first undelivered batch.");
@@ -152,17 +145,25 @@ impl Rewinds {
             // A hold of an older generation is only resumed: its next owner
             // reads it from the committed offset.
             if let Err(e) = consumer.resume(&one(&key)) {
-                let wait = self.backoff.next_wait();
+                let wait = self.hold_again(key.clone(), h);
                 tracing::warn!(%source, %topic, partition, error = %e, retry_in = ?wait, "Cannot resume the partition yet.");
-                self.held.insert(
-                    key,
-                    Held {
-                        at: Instant::now() + wait,
-                        ..h
-                    },
-                );
             }
         }
+    }
+}
+
+impl Rewinds {
+    /// Puts `h` back, due after the next backoff; returns the wait.
+    fn hold_again(&mut self, key: PartitionKey, h: Held) -> Duration {
+        let wait = self.backoff.next_wait();
+        self.held.insert(
+            key,
+            Held {
+                at: Instant::now() + wait,
+                ..h
+            },
+        );
+        wait
     }
 }
 
