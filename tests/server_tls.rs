@@ -19,12 +19,11 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-/// Sends `req` over TLS, trusting only the CA in `ca`.
-async fn https(
+/// A TLS connection to `addr`, trusting only the CA in `ca`.
+async fn tls_connect(
     addr: SocketAddr,
     ca: &Path,
-    req: hyper::Request<Full<Bytes>>,
-) -> Result<(StatusCode, String), String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -34,10 +33,19 @@ async fn https(
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = connector
+    connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `req` over TLS, trusting only the CA in `ca`.
+async fn https(
+    addr: SocketAddr,
+    ca: &Path,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<(StatusCode, String), String> {
+    let tls = tls_connect(addr, ca).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -65,9 +73,12 @@ type = "http"
 type = "file"
 path = "out.jsonl"
 
+[sinks.live]
+type = "sse"
+
 [routes.r]
 from = "in"
-to = ["out"]
+to = ["out", "live"]
 "#,
         cert = dir.join("server.pem").display(),
         key = dir.join("server.key").display()
@@ -120,6 +131,41 @@ async fn https_is_served_plain_http_is_refused_and_a_renewed_certificate_needs_n
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     let (status, _) = https(addr, &ca2, get_req(addr, "/health")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_is_served_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    make_certs_named(dir.path(), "ca1", "server");
+    let running = start(&config(dir.path()), dir.path()).await;
+    let addr = running.addr;
+    let ca = dir.path().join("ca1.pem");
+    let mut sse = tls_connect(addr, &ca).await.unwrap();
+    sse.write_all(b"GET /sse/live?client_id=k HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let mut read_until = async |seen: &mut String, text: &str| {
+        while !seen.contains(text) {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sse.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {text:?} in {seen:?}"))
+                .unwrap();
+            assert!(n > 0, "closed before {text:?}: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    read_until(&mut seen, ": connected").await;
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+    let ingest = builder(addr, "POST", "/ingest/in")
+        .header("sluice-key", "k")
+        .body(Full::new(Bytes::from_static(b"secret event")))
+        .unwrap();
+    assert_eq!(https(addr, &ca, ingest).await.unwrap().0, StatusCode::OK);
+    read_until(&mut seen, "data: secret event\n\n").await;
     running.shutdown().await.unwrap();
 }
 

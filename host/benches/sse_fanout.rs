@@ -12,6 +12,11 @@
 //! redis-server started here): each event is XADDed to its client's stream
 //! and read back over the sink's shared readers (`readers`, default 4); the
 //! bench prints redis-server's `connected_clients` with every client on.
+//! With `SLUICE_BENCH_SSE_INSTANCES=3` (Redis only) that many `sluice`
+//! processes share the one Redis: clients are spread over them, events are
+//! posted to the first, and memory is the sum of their RSS growth.
+//!
+//!     SLUICE_BENCH_SSE_REDIS=1 SLUICE_BENCH_SSE_INSTANCES=3 SLUICE_BENCH_SSE_CLIENTS=18000 cargo bench -p sluice --bench sse_fanout
 //!
 //! Both ends run on this machine, so the clients compete with Sluice for
 //! the same cores; file descriptors: 2 per client (`ulimit -n`).
@@ -63,13 +68,13 @@ async fn main() {
     let clients = env_usize("SLUICE_BENCH_SSE_CLIENTS", 10_000);
     let rate = env_usize("SLUICE_BENCH_SSE_RATE", 2_000);
     let seconds = env_usize("SLUICE_BENCH_SSE_SECONDS", 10);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let instances = env_usize("SLUICE_BENCH_SSE_INSTANCES", 1).max(1);
     let dir = tempfile::tempdir().unwrap();
     let redis_mode = std::env::var_os("SLUICE_BENCH_SSE_REDIS").is_some();
+    assert!(
+        redis_mode || instances == 1,
+        "instances share their clients' events through Redis: set SLUICE_BENCH_SSE_REDIS=1"
+    );
     let mut _redis = None;
     let mut redis_url = None;
     let mut backing = String::new();
@@ -101,11 +106,19 @@ async fn main() {
         backing =
             format!("[sinks.live.redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\nmaxlen = 100\n");
     }
-    let config = dir.path().join("fanout.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let mut sluices = Vec::new();
+    let mut addrs = Vec::new();
+    for n in 0..instances {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join(format!("fanout-{n}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"
 [server]
 listen = "127.0.0.1:{port}"
 [sources.in]
@@ -119,28 +132,32 @@ queue = 64
 from = "in"
 to = ["live"]
 "#
-        ),
-    )
-    .unwrap();
-    let sluice = Child(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(match std::env::var_os("SLUICE_BENCH_LOG") {
-                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-                None => Stdio::null(),
-            })
-            .spawn()
-            .unwrap(),
-    );
-    let pid = sluice.0.id();
-    let addr = format!("127.0.0.1:{port}");
-    while TcpStream::connect(&addr).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            ),
+        )
+        .unwrap();
+        sluices.push(Child(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("run")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(match std::env::var_os("SLUICE_BENCH_LOG") {
+                    Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                    None => Stdio::null(),
+                })
+                .spawn()
+                .unwrap(),
+        ));
+        addrs.push(format!("127.0.0.1:{port}"));
+    }
+    let pids: Vec<u32> = sluices.iter().map(|c| c.0.id()).collect();
+    let rss = || pids.iter().map(|pid| rss_kib(*pid)).sum::<u64>();
+    for addr in &addrs {
+        while TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = rss();
 
     let base = Instant::now();
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::with_capacity(
@@ -149,7 +166,7 @@ to = ["live"]
     let connected = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
-        let addr = addr.clone();
+        let addr = addrs[i % instances].clone();
         let latencies = Arc::clone(&latencies);
         let connected = Arc::clone(&connected);
         tasks.push(tokio::spawn(async move {
@@ -193,7 +210,7 @@ to = ["live"]
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = rss_kib(pid);
+    let rss_after = rss();
     let redis_clients = redis_url.as_ref().map(|url| {
         let mut c = redis::Client::open(url.as_str())
             .unwrap()
@@ -208,7 +225,9 @@ to = ["live"]
 
     // Load: one ingest request every 10 ms, `rate / 100` events each, on a
     // keep-alive connection.
-    let stream = TcpStream::connect(&addr).await.unwrap();
+    let addr = &addrs[0];
+    let pid = pids[0];
+    let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -277,7 +296,7 @@ to = ["live"]
         "in memory"
     };
     println!(
-        "SSE fan-out ({mode}): {clients} clients connected to one sluice process, {rate} events/s for {seconds}s (each for a random client)"
+        "SSE fan-out ({mode}): {clients} clients connected to {instances} sluice process(es), {rate} events/s for {seconds}s (each for a random client)"
     );
     println!(
         "delivered {} of {sent} events (the rest still in flight when sampled)",
@@ -290,7 +309,7 @@ to = ["live"]
         lat.last().copied().unwrap_or(0) as f64 / 1000.0
     );
     println!(
-        "sluice RSS: {} MiB idle, {} MiB with {clients} connections: {:.1} KiB per connection",
+        "sluice RSS (all instances): {} MiB idle, {} MiB with {clients} connections: {:.1} KiB per connection",
         rss_before / 1024,
         rss_after / 1024,
         (rss_after.saturating_sub(rss_before)) as f64 / clients as f64
@@ -300,5 +319,5 @@ to = ["live"]
             "redis-server connected_clients with {clients} SSE connections open: {n} (this bench's own included)"
         );
     }
-    drop(sluice);
+    drop(sluices);
 }

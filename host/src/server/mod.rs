@@ -13,9 +13,11 @@
 //! The server takes its listener and shutdown signal as arguments, so tests
 //! bind port 0 and stop it when they like. With `[server] tls` it speaks
 //! HTTPS (`tls.rs`); the certificate is read again on every config reload.
-//! `sse.rs` serves `GET /sse/{sink}`.
+//! `sse.rs` serves `GET /sse/{sink}`; `direct.rs` answers it on the socket
+//! itself when it is a connection's first request, without hyper's buffers.
 
 mod console;
+mod direct;
 mod sse;
 mod tls;
 
@@ -157,16 +159,23 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let conn_shutdown = shutdown.clone();
         let watcher = graceful.watcher();
+        // A task lives as long as its connection and is as large as its
+        // largest state, so the TLS and hyper paths are boxed: an idle SSE
+        // connection on plain TCP carries neither.
         tokio::spawn(async move {
-            let Some(acceptor) = tls else {
-                return serve_connection(stream, peer, state, conn_shutdown, watcher).await;
-            };
-            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    serve_connection(stream, peer, state, conn_shutdown, watcher).await
+            match tls {
+                None => serve_connection(stream, peer, state, conn_shutdown, watcher).await,
+                Some(acceptor) => {
+                    Box::pin(serve_tls(
+                        acceptor,
+                        stream,
+                        peer,
+                        state,
+                        conn_shutdown,
+                        watcher,
+                    ))
+                    .await
                 }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
             }
         });
     }
@@ -185,8 +194,59 @@ pub async fn serve(
 /// How long a client may take to finish its TLS handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// Completes the TLS handshake, then serves the connection.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    state: Arc<AppState>,
+    shutdown: Shutdown,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, state, shutdown, watcher).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
+    }
+}
+
 /// Serves HTTP/1.1 on one accepted connection (plain or TLS).
 async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    state: Arc<AppState>,
+    shutdown: Shutdown,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut stream = stream;
+    let prefix = match direct::read_first(&mut stream).await {
+        direct::First::Gone => return,
+        direct::First::Sse { request, http11 } => {
+            let response = Box::pin(sse_response(&request, &state, shutdown)).await;
+            drop(request);
+            // Held until the stream ends, so a graceful stop waits for it.
+            let _watching = watcher;
+            if let Err(e) = direct::write_response(&mut stream, response, http11).await {
+                tracing::debug!(%peer, error = %e, "SSE connection ended with an error.");
+            }
+            return;
+        }
+        direct::First::Other(prefix) => prefix,
+    };
+    Box::pin(serve_hyper(
+        direct::Rewind::new(prefix, stream),
+        peer,
+        state,
+        shutdown,
+        watcher,
+    ))
+    .await
+}
+
+/// Serves HTTP/1.1 through hyper.
+async fn serve_hyper<S>(
     stream: S,
     peer: std::net::SocketAddr,
     state: Arc<AppState>,
@@ -260,19 +320,36 @@ async fn handle(
                 &format!("no http source named `{source}`"),
             ),
         },
-        (&Method::GET, ["sse", sink]) => match served.sse.get(*sink) {
-            Some(hub) => sse::serve(&req, hub, shutdown).await,
-            None => error(
-                StatusCode::NOT_FOUND,
-                &format!("no sse sink named `{sink}`"),
-            ),
-        },
+        (&Method::GET, ["sse", _]) => sse_response(&req, state, shutdown).await,
         (_, ["health" | "ready" | "metrics" | "plugins"] | ["sse", _]) | (_, ["ingest", _]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(
             StatusCode::NOT_FOUND,
             "not found; try /health, /ready, /metrics, /plugins, /ui, /ingest/{source} or /sse/{sink}",
+        ),
+    }
+}
+
+/// `GET /sse/{sink}`, served behind hyper or on the socket (`direct.rs`).
+async fn sse_response<B>(
+    req: &Request<B>,
+    state: &Arc<AppState>,
+    shutdown: Shutdown,
+) -> Response<Body> {
+    let served = state.served();
+    let sink = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .nth(1)
+        .unwrap_or("");
+    match served.sse.get(sink) {
+        Some(hub) => sse::serve(req, hub, shutdown).await,
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("no sse sink named `{sink}`"),
         ),
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::{Request, Response, StatusCode};
 
 use super::{Body, error, error_with_auth, event_stream_response, unauthorized};
@@ -21,8 +21,8 @@ use crate::sinks::sse::{OverLimit, Subscription};
 use crate::sources::http::parse_query;
 
 /// `GET /sse/{sink}`: one client's events from `hub`, as a stream.
-pub(super) async fn serve(
-    req: &Request<Incoming>,
+pub(super) async fn serve<B>(
+    req: &Request<B>,
     hub: &Arc<SseHub>,
     shutdown: Shutdown,
 ) -> Response<Body> {
