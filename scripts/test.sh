@@ -19,6 +19,10 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 
+# The SSE tests hold over a thousand sockets in one process (clients and
+# server): lift the soft limit on open files to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # A clean clone is built once: incremental caches would only take disk
 # (several GB over the test binaries) on a machine that may have little.
 export CARGO_INCREMENTAL=0

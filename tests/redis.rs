@@ -571,6 +571,91 @@ to = ["notify"]
     running.shutdown().await.unwrap();
 }
 
+/// 1,200 clients on two shared readers: each gets exactly its own events,
+/// in order; a quarter of them leave, miss events and come back with
+/// `Last-Event-ID`, and get exactly what they missed, then the next event,
+/// with nothing twice. Redis connections do not grow with the clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_hundred_clients_on_two_readers_get_their_events_exactly_and_resume_exactly() {
+    const CLIENTS: usize = 1_200;
+    let server = RedisServer::start();
+    let config = format!(
+        r#"
+[sources.in]
+type = "http"
+max_body = "4MiB"
+[sinks.notify]
+type = "sse"
+[sinks.notify.redis]
+url = "{}"
+readers = 2
+[routes.r]
+from = "in"
+to = ["notify"]
+"#,
+        server.url()
+    );
+    let running = start(&config, &workspace()).await;
+    let addr = running.addr;
+    let before = redis_clients(&server);
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for c in 0..CLIENTS {
+        clients.push(SseClient::connect(addr, "notify", &format!("c{c}")).await);
+    }
+    let during = redis_clients(&server);
+    assert!(
+        during <= before + 5,
+        "{CLIENTS} SSE connections: {before} Redis clients before, {during} with them"
+    );
+    // Events `from..to` for every client, interleaved across clients.
+    let post_rounds = async |from: usize, to: usize| {
+        let lines: Vec<_> = (from..to)
+            .flat_map(|n| {
+                (0..CLIENTS).map(move |c| {
+                    serde_json::json!({"key": format!("c{c}"), "value": format!("c{c}-{n}")})
+                })
+            })
+            .collect();
+        let (status, body) = post_ndjson(addr, "in", &lines).await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let expect = |c: usize, from: usize, to: usize| -> Vec<String> {
+        (from..to).map(|n| format!("c{c}-{n}")).collect()
+    };
+    post_rounds(0, 3).await;
+    let mut last_ids = Vec::with_capacity(CLIENTS);
+    for (c, client) in clients.iter_mut().enumerate() {
+        let got = client.take(3, WAIT).await;
+        assert_eq!(
+            got.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+            expect(c, 0, 3),
+            "client c{c}"
+        );
+        last_ids.push(got[2].id.clone().unwrap());
+    }
+    // A quarter leave, miss two events, and resume.
+    let leaving = CLIENTS / 4;
+    clients.drain(..leaving);
+    post_rounds(3, 5).await;
+    let mut back = Vec::with_capacity(leaving);
+    for (c, last) in last_ids.iter().enumerate().take(leaving) {
+        back.push(SseClient::resume(addr, "notify", &format!("c{c}"), Some(last)).await);
+    }
+    back.append(&mut clients);
+    post_rounds(5, 6).await;
+    for (c, client) in back.iter_mut().enumerate() {
+        let got = client.take(3, WAIT).await;
+        assert_eq!(
+            got.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+            expect(c, 3, 6),
+            "client c{c}: what it missed (or was sent), then the next, once each"
+        );
+    }
+    assert!(redis_clients(&server) <= before + 5);
+    drop(back);
+    running.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_resumes_exactly_after_last_event_id() {
     let server = RedisServer::start();
