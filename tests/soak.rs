@@ -24,7 +24,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -256,6 +256,90 @@ fn spawn_reader(
     })
 }
 
+/// Where each record of `topic` (its `n`) sits: partition and offset,
+/// read from the start to each partition's end.
+fn locate(bootstrap: &str, topic: &str) -> HashMap<u64, (i32, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("soak-locate"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut ends = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        ends.insert(p, high);
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut at = HashMap::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ends
+        .iter()
+        .any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end)
+        && Instant::now() < deadline
+    {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let n = ns_of(&String::from_utf8_lossy(m.payload().unwrap_or_default()));
+            at.insert(n, (m.partition(), m.offset()));
+            next.insert(m.partition(), m.offset() + 1);
+        }
+    }
+    at
+}
+
+/// The offsets `group` has committed on `topic`, per partition.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<i64> {
+    use rdkafka::TopicPartitionList;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            got.find_partition(topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+/// `offsets` (sorted) as ranges: `3..5, 9`.
+fn ranges(offsets: &[i64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < offsets.len() {
+        let mut j = i;
+        while j + 1 < offsets.len() && offsets[j + 1] == offsets[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            offsets[i].to_string()
+        } else {
+            format!("{}..={}", offsets[i], offsets[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
 /// Duplicates, and keys whose first occurrences are out of order.
 fn check_order(seqs: impl IntoIterator<Item = u64>) -> (u64, Vec<String>) {
     let mut seen = HashSet::new();
@@ -339,7 +423,12 @@ async fn chaos_soak_loses_nothing() {
         i.spawn();
     }
 
-    // The load: 100 records every 50 ms, keys k0..k9, values {"n":N}.
+    // The load: 100 records every 50 ms, keys k0..k9, values {"n":N}. A
+    // long run spaces its rounds out so that no partition passes what the
+    // mock broker keeps (about 5 MB per partition; it deletes older data,
+    // and a batch read again after that would find its records gone): at
+    // most 360,000 records in all.
+    let pause = Duration::from_millis((secs * 100 * 1000 / 360_000).max(50));
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
     // The output, read while it is written.
@@ -348,7 +437,7 @@ async fn chaos_soak_loses_nothing() {
     let load = common::kafka::spawn_load(
         &bootstrap,
         &topic_in,
-        (100, Duration::from_millis(50)),
+        (100, pause),
         Arc::clone(&stop),
         Arc::clone(&produced),
     );
@@ -476,6 +565,25 @@ async fn chaos_soak_loses_nothing() {
     let redis_ns = redis_all(&mut c);
     let redis_unique: HashSet<u64> = redis_ns.iter().copied().collect();
     let lost_redis = (0..produced).filter(|n| !redis_unique.contains(n)).count();
+    // What the mock deleted (its retention): the first offset it still
+    // keeps of each partition. Above 0 on `in`, a batch read again may have
+    // found its records gone, which would show as lost in Kafka only.
+    let deleted = |topic: &str| -> Vec<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let probe: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        (0..PARTITIONS)
+            .map(|p| {
+                probe
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map(|(low, _)| low)
+                    .unwrap_or(-1)
+            })
+            .collect()
+    };
+    let (deleted_in, deleted_out) = (deleted(&topic_in), deleted(&topic_out));
     let mut kafka_dups = 0;
     let mut disorder = Vec::new();
     for p in 0..PARTITIONS {
@@ -505,6 +613,7 @@ async fn chaos_soak_loses_nothing() {
          batches not delivered and read again: {failed_batches}\n\
          soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}; \
          the reader never saw {skipped} offsets (deleted before it read them) and went back {resets} times\n\
+         soak: the mock broker deleted (first offset kept per partition) in: {deleted_in:?}, out: {deleted_out:?}\n\
          soak: Redis out {} entries, lost {lost_redis}, duplicates {redis_dups}\n\
          soak: RSS {}",
         kafka_ns.len(),
@@ -525,6 +634,39 @@ async fn chaos_soak_loses_nothing() {
         all
     };
     assert!(produced > 0);
+    if lost_kafka > 0 {
+        // Where the lost records were read from, against what the group
+        // committed there: below the commit, Sluice moved past them.
+        let at = locate(&bootstrap, &topic_in);
+        let commits = committed(&bootstrap, &group, &topic_in);
+        let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for n in (0..produced).filter(|n| !kafka_unique.contains(n)) {
+            let (p, o) = at.get(&n).copied().unwrap_or((-1, -1));
+            by_partition.entry(p).or_default().push(o);
+        }
+        for (p, mut offsets) in by_partition {
+            offsets.sort_unstable();
+            let commit = usize::try_from(p)
+                .ok()
+                .and_then(|p| commits.get(p).copied());
+            println!(
+                "soak: lost in Kafka from in/{p}: offsets {} (the group's committed offset there: {commit:?})",
+                ranges(&offsets)
+            );
+        }
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in text.lines().filter(|l| {
+                l.contains("Batch not delivered")
+                    || l.contains("again from its first")
+                    || l.contains("Partitions")
+                    || l.contains("Offset reset")
+                    || l.contains("out of range")
+            }) {
+                println!("{}: {line}", entry.file_name().to_string_lossy());
+            }
+        }
+    }
     assert_eq!(lost_kafka, 0, "records lost in Kafka; logs:\n{}", logs());
     assert!(redis_complete, "Redis did not get every record");
     assert_eq!(lost_redis, 0, "records lost in Redis; logs:\n{}", logs());
