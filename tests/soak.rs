@@ -10,7 +10,8 @@
 //! up), a Redis restart, a hot reload (the plugin file swapped between two
 //! builds), a config reload (the file rewritten with another
 //! `batch_size`). At the end: 0 lost in Kafka and in Redis, duplicates
-//! reported, order per key checked (first occurrences), and each
+//! reported, order per key checked (each record's last copy in the output
+//! log, which at-least-once keeps in order; first copies counted), and each
 //! instance's RSS over time reported.
 //!
 //! `SLUICE_SOAK_SECS` sets how long faults are injected (default 60, what
@@ -564,12 +565,13 @@ async fn chaos_soak_loses_nothing() {
     // What the live reader missed, looked for again in one read of the
     // whole output: a reader whose group lost a partition in an outage can
     // stop short of its end without seeing a gap.
+    // The same read gives each record's last copy in the log (a later copy
+    // overwrites an earlier one), for the order check below.
+    let last_copies = locate(&bootstrap, &topic_out);
     let mut reader_missed = 0;
-    if (0..produced).any(|n| !kafka_unique.contains(&n)) {
-        for n in locate(&bootstrap, &topic_out).into_keys() {
-            if n < produced && kafka_unique.insert(n) {
-                reader_missed += 1;
-            }
+    for &n in last_copies.keys() {
+        if n < produced && kafka_unique.insert(n) {
+            reader_missed += 1;
         }
     }
     let lost_kafka = (0..produced).filter(|n| !kafka_unique.contains(n)).count();
@@ -595,12 +597,26 @@ async fn chaos_soak_loses_nothing() {
             .collect()
     };
     let (deleted_in, deleted_out) = (deleted(&topic_in), deleted(&topic_out));
+    // Order per key, as at-least-once gives it: a batch read again after a
+    // failed delivery is written after batches that followed it and did
+    // get through, so *first* copies can be out of order (counted, not
+    // asserted); the *last* copy of every record is in order, in the log
+    // of each output partition.
     let mut kafka_dups = 0;
-    let mut disorder = Vec::new();
+    let mut first_disorder = 0;
     for p in 0..PARTITIONS {
         let (d, o) = check_order(out.iter().filter(|r| r.0 == p).map(|r| r.1));
         kafka_dups += d;
-        disorder.extend(o);
+        first_disorder += o.len();
+    }
+    let mut by_partition: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
+    for (&n, &(p, offset)) in &last_copies {
+        by_partition.entry(p).or_default().push((offset, n));
+    }
+    let mut disorder = Vec::new();
+    for copies in by_partition.values_mut() {
+        copies.sort_unstable();
+        disorder.extend(check_order(copies.iter().map(|c| c.1)).1);
     }
     let (redis_dups, _) = check_order(redis_ns.iter().copied());
     let rss_text: Vec<String> = rss
@@ -622,7 +638,7 @@ async fn chaos_soak_loses_nothing() {
     println!(
         "soak: {produced} records in; faults {counts:?}; slow SSE client cut off {cut_offs} times; \
          batches not delivered and read again: {failed_batches}\n\
-         soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, keys out of order {}; \
+         soak: Kafka out {} records, lost {lost_kafka}, duplicates {kafka_dups}, last copies out of order {} (first copies: {first_disorder}); \
          the reader never saw {skipped} offsets (deleted before it read them) and went back {resets} times; \
          a final read of the whole output found {reader_missed} records it had not seen\n\
          soak: the mock broker deleted (first offset kept per partition) in: {deleted_in:?}, out: {deleted_out:?}\n\
