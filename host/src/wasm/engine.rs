@@ -70,6 +70,10 @@ impl WasmEngine {
         // Fuel (deterministic, but slower) is for plugins that ask for it.
         config.epoch_interruption(true);
         config.consume_fuel(fuel);
+        #[cfg(feature = "profiling")]
+        if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
