@@ -69,6 +69,12 @@ impl WasmEngine {
         // each loop head costs far less than counting every instruction.
         // Fuel (deterministic, but slower) is for plugins that ask for it.
         config.epoch_interruption(true);
+        // Profiling builds only: measure what the epoch checks cost
+        // (BENCHMARKS.md). A looping plugin then hangs its worker.
+        #[cfg(feature = "profiling")]
+        if std::env::var_os("SLUICE_NO_EPOCH").is_some() {
+            config.epoch_interruption(false);
+        }
         config.consume_fuel(fuel);
         #[cfg(feature = "profiling")]
         if std::env::var_os("SLUICE_PERF_MAP").is_some() {
