@@ -17,6 +17,7 @@
 //!   first ([`Rewind`]).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -120,11 +121,8 @@ fn parse_sse_head(buf: &[u8]) -> Parsed {
             hyper::Version::HTTP_10
         });
     for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "upgrade" | "expect"
-        ) {
+        let unusual = ["content-length", "transfer-encoding", "upgrade", "expect"];
+        if unusual.iter().any(|u| h.name.eq_ignore_ascii_case(u)) {
             return Parsed::Other;
         }
         builder = builder.header(h.name, h.value);
@@ -229,7 +227,8 @@ fn frame_into(out: &mut BytesMut, data: Bytes, chunked: bool) {
         return;
     }
     if chunked {
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        // Into the buffer itself: no allocation per event.
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(&data);
         out.extend_from_slice(b"\r\n");
     } else {

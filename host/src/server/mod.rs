@@ -156,26 +156,19 @@ pub async fn serve(
             _ = shutdown.recv() => break,
         };
         let tls = state.tls();
-        let state = Arc::clone(&state);
-        let conn_shutdown = shutdown.clone();
-        let watcher = graceful.watcher();
+        let conn = Conn {
+            peer,
+            state: Arc::clone(&state),
+            shutdown: shutdown.clone(),
+            watcher: graceful.watcher(),
+        };
         // A task lives as long as its connection and is as large as its
         // largest state, so the TLS and hyper paths are boxed: an idle SSE
         // connection on plain TCP carries neither.
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, state, conn_shutdown, watcher).await,
-                Some(acceptor) => {
-                    Box::pin(serve_tls(
-                        acceptor,
-                        stream,
-                        peer,
-                        state,
-                        conn_shutdown,
-                        watcher,
-                    ))
-                    .await
-                }
+                None => serve_connection(stream, conn).await,
+                Some(acceptor) => Box::pin(serve_tls(acceptor, stream, conn)).await,
             }
         });
     }
@@ -194,67 +187,57 @@ pub async fn serve(
 /// How long a client may take to finish its TLS handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// Completes the TLS handshake, then serves the connection.
-async fn serve_tls(
-    acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+/// What serving one accepted connection needs besides its stream.
+struct Conn {
     peer: std::net::SocketAddr,
     state: Arc<AppState>,
     shutdown: Shutdown,
+    /// Held while the connection is served, so a graceful stop waits for it.
     watcher: hyper_util::server::graceful::Watcher,
-) {
+}
+
+/// Completes the TLS handshake, then serves the connection.
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: tokio::net::TcpStream, conn: Conn) {
+    let peer = conn.peer;
     match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_connection(stream, peer, state, shutdown, watcher).await,
+        Ok(Ok(stream)) => serve_connection(stream, conn).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
     }
 }
 
 /// Serves HTTP/1.1 on one accepted connection (plain or TLS).
-async fn serve_connection<S>(
-    stream: S,
-    peer: std::net::SocketAddr,
-    state: Arc<AppState>,
-    shutdown: Shutdown,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
+async fn serve_connection<S>(mut stream: S, conn: Conn)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut stream = stream;
     let prefix = match direct::read_first(&mut stream).await {
         direct::First::Gone => return,
         direct::First::Sse { request, http11 } => {
-            let response = Box::pin(sse_response(&request, &state, shutdown)).await;
+            let response = Box::pin(sse_response(&request, &conn.state, conn.shutdown)).await;
             drop(request);
-            // Held until the stream ends, so a graceful stop waits for it.
-            let _watching = watcher;
+            // `conn.watcher` lives until the stream ends.
             if let Err(e) = direct::write_response(&mut stream, response, http11).await {
-                tracing::debug!(%peer, error = %e, "SSE connection ended with an error.");
+                tracing::debug!(peer = %conn.peer, error = %e, "SSE connection ended with an error.");
             }
             return;
         }
         direct::First::Other(prefix) => prefix,
     };
-    Box::pin(serve_hyper(
-        direct::Rewind::new(prefix, stream),
+    Box::pin(serve_hyper(direct::Rewind::new(prefix, stream), conn)).await
+}
+
+/// Serves HTTP/1.1 through hyper.
+async fn serve_hyper<S>(stream: S, conn: Conn)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
         peer,
         state,
         shutdown,
         watcher,
-    ))
-    .await
-}
-
-/// Serves HTTP/1.1 through hyper.
-async fn serve_hyper<S>(
-    stream: S,
-    peer: std::net::SocketAddr,
-    state: Arc<AppState>,
-    shutdown: Shutdown,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+    } = conn;
     let service = hyper::service::service_fn(move |req| {
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
